@@ -1,0 +1,8 @@
+"""pogo-jax: reference JAX implementation of PoGO (Proof of Gradient Optimization).
+
+Importing the package never imports jax: the host verifier (``pogo_jax.verifier``) and the
+byte formats (``pogo_jax.protocol``) must run on CPU hosts with numpy + pycryptodome only.
+"""
+
+__version__ = "0.1.0"
+PROTOCOL_VERSION = 1
