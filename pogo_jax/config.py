@@ -258,7 +258,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     if unknown:
         raise UserError(f"unknown config section '{unknown[0]}' (known: {', '.join(_SECTIONS)})")
     kwargs: dict[str, Any] = {}
-    for name, f in _SECTIONS.items():
+    for name in _SECTIONS:
         if name not in raw:
             continue
         if name == "name":
