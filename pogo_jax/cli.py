@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "commit": "commit",
     "keygen": "keygen",
     "demo": "demo",
+    "init": "init",
     "mine": "mine",
     "beacon": "beacon",
     "prove": "prove",

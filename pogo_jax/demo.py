@@ -1,0 +1,192 @@
+"""``pogo demo``: a local chain with one miner and several verifiers, N blocks end to end.
+
+Every phase is the real one (the same code the role commands run): mine + commit, record the
+signed header, reveal the beacon, prove, light and full verification, signed attestations,
+finalization. Rerunning with the same ``--out`` first finishes a block left pending by a crash,
+then continues from the ledger's last confirmed block.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pogo_jax.chain import ChainDir
+from pogo_jax.config import Config, config_from_dict
+from pogo_jax.errors import UserError
+from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.fullverify import StateCache, verify_full
+from pogo_jax.ledger import Ledger
+from pogo_jax.protocol.keys import load_private_pem, public_bytes
+from pogo_jax.roles import Verdict, attest, finalize, light_verify, read_bundle, reveal_beacon
+
+
+@dataclass
+class VerifierNode:
+    name: str
+    key: object
+    tier: str  # "full" or "light"
+    cache: StateCache = field(default_factory=StateCache)
+
+
+def open_or_create(out: Path, cfg: Config, console: Console) -> tuple[ChainDir, Ledger, Config]:
+    from pogo_jax.genesis import create_chain
+
+    chain = ChainDir(out)
+    if chain.ledger.exists():
+        ledger = Ledger.open(chain.ledger)
+        stored = config_from_dict(ledger.meta()["config"])
+        if stored.config_hash() != cfg.config_hash():
+            console.print(f"[yellow]continuing the chain in {out} with its own config "
+                          f"'{stored.name}' (the --config/--set given differ)[/]")
+        return chain, ledger, stored
+    console.print(f"creating a new chain in {out} (config '{cfg.name}')")
+    chain, ledger = create_chain(out, cfg)
+    return chain, ledger, cfg
+
+
+def _verify_one(node: VerifierNode, chain: ChainDir, ledger: Ledger, bundle) -> tuple[Verdict, dict]:
+    pc = ledger.meta()["config"]["pogo"]
+    t0 = time.perf_counter()
+    light = light_verify(bundle, ledger, pc["k_leaves"], pc["m_windows"], pc["delta"])
+    timings = {"light": time.perf_counter() - t0}
+    if not light.accept or node.tier == "light":
+        return Verdict(light.accept, "light", light.reason, light.detail), timings
+    t0 = time.perf_counter()
+    full = verify_full(chain, ledger, bundle, node.cache)
+    timings["full"] = time.perf_counter() - t0
+    return Verdict(full.accept, "full", full.reason, full.detail, full.loss_prev, full.loss_next), timings
+
+
+def run_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[VerifierNode],
+              progress: Progress, console: Console) -> dict:
+    """One block through every phase; each phase is skipped if a crashed run already did it."""
+    steps = miner.cfg.pogo.block_steps
+    h = ledger.tip()["height"] + 1
+    task = progress.add_task(f"block {h}: training", total=steps)
+    base = {}
+
+    def on_step(step: int, m: dict) -> None:
+        base.setdefault("start", step - 1)
+        progress.update(task, completed=step - base["start"], description=f"block {h}: loss {m['loss']:.3f}")
+
+    t0 = time.perf_counter()
+    mined = miner.mine(progress=on_step)
+    t_mine = time.perf_counter() - t0
+    progress.update(task, completed=steps, description=f"block {h}: committed")
+    hh = mined.header_hash
+    progress.update(task, description=f"block {h}: beacon")
+    reveal_beacon(chain, ledger, h)
+    progress.update(task, description=f"block {h}: proving")
+    t0 = time.perf_counter()
+    bundle_path, pinfo = miner.prove(h)
+    t_prove = time.perf_counter() - t0
+    bundle = read_bundle(bundle_path)
+    done = {a["verifier_key"] for a in ledger.attestations(hh)}
+    verdicts = []
+    for node in verifiers:
+        if public_bytes(node.key).hex() in done:
+            continue
+        progress.update(task, description=f"block {h}: {node.name} verifying ({node.tier})")
+        verdict, vt = _verify_one(node, chain, ledger, bundle)
+        attest(ledger, node.key, bundle, verdict)
+        verdicts.append({"verifier": node.name, "verdict": "accept" if verdict.accept else "reject",
+                         "tier": verdict.tier, "reason": verdict.reason, "detail": verdict.detail,
+                         "loss_prev": verdict.loss_prev, "loss_next": verdict.loss_next,
+                         "seconds": {k: round(v, 4) for k, v in vt.items()}})
+    outcome = finalize(chain, ledger, h)
+    progress.update(task, description=f"block {h}: {outcome.status}")
+    progress.remove_task(task)
+    blk = ledger.block(header_hash=hh)
+    return {
+        "height": h, "header_hash": hh.hex(), "root_prev": blk["root_prev"], "root_next": blk["root_next"],
+        "root_q": blk["root_q"], "outcome": outcome.status, "outcome_reason": outcome.reason,
+        "loss_prev": pinfo["loss_prev"], "loss_next": pinfo["loss_next"],
+        "train_loss_first": mined.train_losses[0] if mined.train_losses else None,
+        "train_loss_last": mined.train_losses[-1] if mined.train_losses else None,
+        "verifiers": verdicts, "resumed": mined.resumed, "k": pinfo["k"],
+        "bytes": {"update": chain.update_file(h).stat().st_size, "bundle": pinfo["bytes"],
+                  "model_fp32": 4 * miner.layout.n_values},
+        "seconds": {"mine": round(t_mine, 3), "prove": round(t_prove, 3),
+                    **{f"mine_{k}": round(v, 3) for k, v in mined.timings.items()},
+                    **{f"prove_{k}": round(v, 3) for k, v in pinfo["timings"].items()}},
+    }
+
+
+def block_table(rec: dict) -> Table:
+    t = Table(title=f"block {rec['height']}: {rec['outcome'].upper()}", title_justify="left")
+    for col in ("height", "root_next", "loss prev -> next", "verdicts", "outcome", "mine / prove s", "bytes"):
+        t.add_column(col)
+    verdicts = "\n".join(f"{v['verifier']}: {v['verdict']} ({v['tier']}, {v['reason']})" for v in rec["verifiers"])
+    b = rec["bytes"]
+    t.add_row(str(rec["height"]), rec["root_next"][:16] + "...",
+              f"{rec['loss_prev']:.4f} -> {rec['loss_next']:.4f}", verdicts or "(attested earlier)",
+              rec["outcome"], f"{rec['seconds']['mine']:.1f} / {rec['seconds']['prove']:.2f}",
+              f"update {b['update']:,}\nbundle {b['bundle']:,}\nmodel {b['model_fp32']:,}")
+    return t
+
+
+def write_report(out: Path, records: list[dict]) -> Path:
+    """report.json (all blocks of this directory so far), blocks.md and loss.png under DIR/report."""
+    from pogo_jax.plotting import plot_curves
+
+    rdir = out / "report"
+    atomic_write_bytes(rdir / "report.json", json.dumps({"blocks": records}, indent=2).encode())
+    lines = ["| height | outcome | loss prev | loss next | verdicts | mine s | prove s | update B | bundle B |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        v = ", ".join(f"{x['verdict']}/{x['tier']}" for x in r["verifiers"])
+        lines.append(f"| {r['height']} | {r['outcome']} | {r['loss_prev']:.4f} | {r['loss_next']:.4f} | {v} | "
+                     f"{r['seconds']['mine']:.1f} | {r['seconds']['prove']:.2f} | {r['bytes']['update']} | "
+                     f"{r['bytes']['bundle']} |")
+    atomic_write_bytes(rdir / "blocks.md", ("\n".join(lines) + "\n").encode())
+    confirmed = [r for r in records if r["outcome"] == "confirmed"]
+    if confirmed:
+        plot_curves({"L(theta_prev) on challenge windows": [(r["height"], r["loss_prev"]) for r in confirmed],
+                     "L(theta_next) on challenge windows": [(r["height"], r["loss_next"]) for r in confirmed]},
+                    rdir / "loss.png", "PoGO demo: loss per block", "block height", "loss (nats/byte)")
+    return rdir
+
+
+def run_demo(cfg: Config, out: Path, blocks: int, light_verifiers: int = 1,
+             console: Console | None = None) -> list[dict]:
+    from pogo_jax.miner import Miner
+
+    console = console or Console()
+    if blocks < 1:
+        raise UserError("--blocks must be at least 1")
+    chain, ledger, cfg = open_or_create(out, cfg, console)
+    keys = sorted(chain.keys_dir.glob("verifier-*.pem"))
+    if not (chain.keys_dir / "miner.pem").is_file() or not keys:
+        raise UserError(f"{chain.keys_dir} lacks the demo's keys: this chain was not made by pogo demo")
+    miner = Miner(chain, ledger, load_private_pem(chain.keys_dir / "miner.pem"), out / "miner")
+    n = len(keys)
+    nodes = [VerifierNode(p.stem, load_private_pem(p), "light" if i >= n - light_verifiers else "full")
+             for i, p in enumerate(keys)]
+    rec_file = out / "report" / "blocks.jsonl"
+    records = [json.loads(x) for x in rec_file.read_text().splitlines() if x.strip()] if rec_file.exists() else []
+    start = ledger.tip()["height"]
+    console.print(f"chain '{cfg.pogo.chain_id}' at height {start}; running {blocks} block(s) of "
+                  f"{cfg.pogo.block_steps} steps with 1 miner and {n} verifiers "
+                  f"({n - light_verifiers} full, {light_verifiers} light); k={cfg.pogo.k_leaves} "
+                  f"of {miner.layout.n_leaves} leaves, m={cfg.pogo.m_windows} windows")
+    done = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        while done < blocks:
+            rec = run_block(chain, ledger, miner, nodes, progress, console)
+            records = [r for r in records if r["header_hash"] != rec["header_hash"]] + [rec]
+            rec_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(rec_file, "".join(json.dumps(r) + "\n" for r in records).encode())
+            console.print(block_table(rec))
+            done += 1
+    rdir = write_report(out, records)
+    console.print(f"report: {rdir}/report.json, {rdir}/blocks.md, {rdir}/loss.png; ledger: {chain.ledger}; "
+                  f"bundles: {out / 'bundles'}")
+    return records

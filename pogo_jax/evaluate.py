@@ -1,0 +1,41 @@
+"""Loss on named eval windows for a state given as numpy arrays: what the miner reports and what
+a full verifier recomputes. Both sides call this one function, so the only difference between
+their numbers is the hardware (the tolerance in ``PogoConfig.loss_tolerance`` covers that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pogo_jax import data
+from pogo_jax.config import Config
+from pogo_jax.model import abstract_model, check_flat, unflatten_like
+from pogo_jax.train import _eval_pure
+
+
+class Evaluator:
+    """Compiles the eval function once per config; states are passed in as flat arrays."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        graphdef, abs_state = nnx.split(abstract_model(cfg.model), nnx.Param)
+        self.graphdef = graphdef
+        self.template = nnx.to_pure_dict(abs_state)
+        self.shapes = {k: tuple(v.shape) for k, v in _flat(self.template).items()}
+
+    def loss(self, arrays: Mapping[str, np.ndarray], ds: data.Dataset, windows: Sequence[int]) -> float:
+        """Mean next-byte loss (nats, float32) of ``arrays`` on eval windows ``windows``."""
+        check_flat(self.shapes, dict(arrays))
+        params = unflatten_like(self.template, {k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()})
+        w = data.eval_windows(ds, list(windows), self.cfg.model.seq_len).astype(np.int32)
+        return float(np.float32(_eval_pure(self.graphdef, params, w)))
+
+
+def _flat(tree) -> dict:
+    from pogo_jax.model import flatten_params
+
+    return flatten_params(tree)

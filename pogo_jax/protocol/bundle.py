@@ -1,0 +1,152 @@
+"""The proof bundle: the miner's answer to one block's challenge (PROTOCOL 4.4). No jax.
+
+One file, one writer (``Bundle.to_bytes``) and one reader (``Bundle.from_bytes``), side by side:
+
+    offset 0   8 bytes   magic b"POGOBNDL"
+    offset 8   u32 LE    format version (1)
+    offset 12  u64 LE    J = length of the metadata
+    offset 20  J bytes   metadata: canonical JSON (protocol/encoding.py), see ``_META_KEYS``
+    20+J       u64 LE    D = length of the leaf data
+    28+J       D bytes   for each opening in order: theta_prev leaf (4*S bytes), theta_next leaf
+                         (4*S bytes), update leaf (S/G + S/2 bytes); D must equal k * (8*S + S/G + S/2)
+    end                  nothing may follow
+
+The metadata carries the signed header, the beacon value, the layout manifest, the opened indices
+with their three audit paths (hex), the challenge windows and the miner's reported losses. The
+verifier re-derives the challenge itself; the indices here only say what the miner answered.
+Every size is checked against limits before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pogo_jax.errors import MalformedInput
+from pogo_jax.protocol.encoding import (
+    canonical,
+    exact_keys,
+    f32hex,
+    from_f32hex,
+    get_field,
+    get_int,
+    hexbytes,
+    parse_canonical,
+)
+from pogo_jax.protocol.header import SignedHeader
+from pogo_jax.verifier.layout import Layout
+
+MAGIC = b"POGOBNDL"
+BUNDLE_VERSION = 1
+MAX_META_BYTES = 64 << 20
+MAX_DATA_BYTES = 1 << 31
+MAX_OPENINGS = 1 << 20
+MAX_WINDOWS = 1 << 16
+MAX_PATH = 64
+_META_KEYS = {"format", "header", "beacon", "layout", "openings", "windows", "losses"}
+_OPEN_KEYS = {"index", "path_prev", "path_next", "path_q"}
+
+
+@dataclass(frozen=True)
+class LeafOpening:
+    """One challenged leaf opened in all three trees."""
+
+    index: int
+    prev: bytes  # 4*S bytes, float32 little-endian
+    next: bytes  # 4*S bytes
+    update: bytes  # S/G + S/2 bytes (wire format)
+    path_prev: tuple[bytes, ...]
+    path_next: tuple[bytes, ...]
+    path_q: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    signed_header: SignedHeader
+    beacon: bytes
+    layout: Layout
+    openings: tuple[LeafOpening, ...]
+    windows: tuple[int, ...]
+    loss_prev: float
+    loss_next: float
+
+    @property
+    def header(self):  # noqa: ANN201 - Header
+        return self.signed_header.header
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "format": "pogo-bundle",
+            "header": self.signed_header.to_obj(),
+            "beacon": self.beacon.hex(),
+            "layout": self.layout.manifest(),
+            "openings": [
+                {"index": o.index, "path_prev": [h.hex() for h in o.path_prev],
+                 "path_next": [h.hex() for h in o.path_next], "path_q": [h.hex() for h in o.path_q]}
+                for o in self.openings
+            ],
+            "windows": list(self.windows),
+            "losses": {"prev": f32hex(self.loss_prev), "next": f32hex(self.loss_next)},
+        }
+        js = canonical(meta)
+        data = b"".join(o.prev + o.next + o.update for o in self.openings)
+        return (MAGIC + struct.pack("<I", BUNDLE_VERSION) + struct.pack("<Q", len(js)) + js
+                + struct.pack("<Q", len(data)) + data)
+
+    @classmethod
+    def from_bytes(cls, buf: bytes) -> Bundle:
+        """Parse and bound-check a bundle. Raises MalformedInput (exit 2) on any format error."""
+        what = "proof bundle"
+        if len(buf) < 28 or buf[:8] != MAGIC:
+            raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic or shorter than 28 bytes)")
+        (version,) = struct.unpack_from("<I", buf, 8)
+        if version != BUNDLE_VERSION:
+            raise MalformedInput(f"{what}: unsupported version {version} (this verifier reads {BUNDLE_VERSION})")
+        (jlen,) = struct.unpack_from("<Q", buf, 12)
+        if jlen > MAX_META_BYTES or 20 + jlen + 8 > len(buf):
+            raise MalformedInput(f"{what}: metadata length {jlen} exceeds the file (truncated?)")
+        meta = parse_canonical(bytes(buf[20 : 20 + jlen]), f"{what} metadata", MAX_META_BYTES)
+        (dlen,) = struct.unpack_from("<Q", buf, 20 + jlen)
+        data_off = 28 + jlen
+        if dlen > MAX_DATA_BYTES or data_off + dlen != len(buf):
+            raise MalformedInput(f"{what}: leaf data length {dlen} does not match the file size {len(buf)} "
+                                 "(truncated or extended)")
+        exact_keys(meta, _META_KEYS, what)
+        if meta["format"] != "pogo-bundle":
+            raise MalformedInput(f"{what}: format field is not 'pogo-bundle'")
+        signed = SignedHeader.from_obj(get_field(meta, "header", dict, what))
+        beacon = hexbytes(meta["beacon"], f"{what}.beacon", 32)
+        layout = Layout.from_manifest(get_field(meta, "layout", dict, what))
+        s, g = layout.leaf_size, layout.group_size
+        leaf_f32 = 4 * s
+        leaf_q = s // g + s // 2
+        per = 2 * leaf_f32 + leaf_q
+        opens = get_field(meta, "openings", list, what)
+        if len(opens) > MAX_OPENINGS:
+            raise MalformedInput(f"{what}: too many openings ({len(opens)})")
+        if dlen != per * len(opens):
+            raise MalformedInput(f"{what}: leaf data is {dlen} bytes, expected {len(opens)} x {per}")
+        openings = []
+        for i, o in enumerate(opens):
+            ow = f"{what}.openings[{i}]"
+            exact_keys(o, _OPEN_KEYS, ow)
+            idx = get_int(o, "index", ow, 0, 2**63 - 1)
+            paths = []
+            for key in ("path_prev", "path_next", "path_q"):
+                p = get_field(o, key, list, ow)
+                if len(p) > MAX_PATH:
+                    raise MalformedInput(f"{ow}.{key}: path longer than {MAX_PATH}")
+                paths.append(tuple(hexbytes(h, f"{ow}.{key}", 32) for h in p))
+            off = data_off + i * per
+            openings.append(LeafOpening(
+                idx, bytes(buf[off : off + leaf_f32]), bytes(buf[off + leaf_f32 : off + 2 * leaf_f32]),
+                bytes(buf[off + 2 * leaf_f32 : off + per]), *paths))
+        windows = get_field(meta, "windows", list, what)
+        if len(windows) > MAX_WINDOWS or not all(
+                isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 2**63 for w in windows):
+            raise MalformedInput(f"{what}.windows: expected a list of non-negative integers")
+        losses = get_field(meta, "losses", dict, what)
+        exact_keys(losses, {"prev", "next"}, f"{what}.losses")
+        return cls(signed, beacon, layout, tuple(openings), tuple(windows),
+                   from_f32hex(losses["prev"], f"{what}.losses.prev"),
+                   from_f32hex(losses["next"], f"{what}.losses.next"))
