@@ -93,7 +93,7 @@ def policy_for(ledger: Ledger, header_hash: bytes) -> Policy:
     )
 
 
-def light_verify(bundle: Bundle, ledger: Ledger | None, k: int, m: int, delta: float) -> LightResult:
+def light_verify(bundle: Bundle, ledger: Ledger | None, k: int, m: int | None, delta: float) -> LightResult:
     policy = policy_for(ledger, bundle.header.hash()) if ledger is not None else Policy(k=k, m=m, delta=delta)
     return verify_light(bundle, policy)
 

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true",
                    help="also rebuild theta_next from theta_prev + the 4-bit update and check the losses (jax, CPU)")
     p.add_argument("--k", type=int, default=PogoConfig.k_leaves, help="leaves to demand when no --chain")
-    p.add_argument("--m", type=int, default=PogoConfig.m_windows, help="loss windows when no --chain")
+    p.add_argument("--m", type=int, default=None,
+                   help="loss windows to demand when no --chain (default: as many as the bundle names)")
     p.add_argument("--delta", type=float, default=PogoConfig.delta)
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON line")
 

@@ -31,7 +31,7 @@ class Policy:
     """What the verifier knows independently of the miner (chain rules and, if any, the ledger)."""
 
     k: int
-    m: int
+    m: int | None  # None: as many windows as the bundle names (standalone check without chain rules)
     delta: float = 0.0
     chain_id: str | None = None
     beacon: bytes | None = None  # authenticated beacon value (from the ledger); None = take the bundle's
@@ -101,9 +101,13 @@ def _verify(b: Bundle, p: Policy) -> tuple[tuple[int, ...], tuple[int, ...], str
     else:
         source = "bundle (not authenticated: pass --chain to check it against the ledger)"
     n_windows = int(h.train.get("n_windows", 0)) if isinstance(h.train.get("n_windows", 0), int) else 0
-    ch = make_challenge(hh, b.beacon, h.n_leaves, p.k, max(n_windows, 1), p.m)
+    m = len(b.windows) if p.m is None else p.m
+    ch = make_challenge(hh, b.beacon, h.n_leaves, p.k, max(n_windows, 1), max(m, 1))
     got = tuple(o.index for o in b.openings)
     # The draw sequence is prefix-stable, so a bundle may open more leaves than this verifier asks.
+    if len(got) < len(ch.leaf_indices):
+        raise Rejected("WRONG_CHALLENGE", f"bundle opens {len(got)} leaves, this verifier demands "
+                       f"{len(ch.leaf_indices)} (k={p.k}, n_leaves={h.n_leaves})")
     if got[: len(ch.leaf_indices)] != ch.leaf_indices:
         raise Rejected("WRONG_CHALLENGE", "opened leaves are not the ones the header hash and beacon imply")
     if len(set(got)) != len(got):
@@ -141,7 +145,8 @@ def _verify(b: Bundle, p: Policy) -> tuple[tuple[int, ...], tuple[int, ...], str
     expect = upd.apply_leaves(prev.view(np.float32), exps, codes).view(np.uint32)
     bad = np.nonzero((expect != nxt).any(axis=1))[0]
     if bad.size:
-        raise Rejected("APPLY_MISMATCH", f"leaf {b.openings[int(bad[0])].index}: theta_next != apply(theta_prev, update)")
+        leaf = b.openings[int(bad[0])].index
+        raise Rejected("APPLY_MISMATCH", f"leaf {leaf}: theta_next != apply(theta_prev, update)")
     if not b.loss_next < b.loss_prev - p.delta:
         raise Rejected("LOSS_NOT_DECREASED",
                        f"reported loss {b.loss_next:.6f} is not below {b.loss_prev:.6f} - delta {p.delta}")
