@@ -120,15 +120,23 @@ def run_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[VerifierNo
 
 
 def block_table(rec: dict) -> Table:
-    t = Table(title=f"block {rec['height']}: {rec['outcome'].upper()}", title_justify="left")
-    for col in ("height", "root_next", "loss prev -> next", "verdicts", "outcome", "mine / prove s", "bytes"):
-        t.add_column(col)
-    verdicts = "\n".join(f"{v['verifier']}: {v['verdict']} ({v['tier']}, {v['reason']})" for v in rec["verifiers"])
-    b = rec["bytes"]
-    t.add_row(str(rec["height"]), rec["root_next"][:16] + "...",
-              f"{rec['loss_prev']:.4f} -> {rec['loss_next']:.4f}", verdicts or "(attested earlier)",
-              rec["outcome"], f"{rec['seconds']['mine']:.1f} / {rec['seconds']['prove']:.2f}",
-              f"update {b['update']:,}\nbundle {b['bundle']:,}\nmodel {b['model_fp32']:,}")
+    """One block as a two-column table (fits an 80-column terminal)."""
+    t = Table(title=f"block {rec['height']}: {rec['outcome'].upper()} ({rec['outcome_reason']})",
+              title_justify="left", show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    b, s = rec["bytes"], rec["seconds"]
+    t.add_row("roots", f"prev {rec['root_prev'][:16]}  next {rec['root_next'][:16]}  q {rec['root_q'][:16]}")
+    t.add_row("loss (challenge windows)", f"{rec['loss_prev']:.4f} -> {rec['loss_next']:.4f}  "
+              f"(train {rec['train_loss_first'] or float('nan'):.3f} -> {rec['train_loss_last'] or float('nan'):.3f})")
+    for v in rec["verifiers"]:
+        secs = " ".join(f"{k} {x * 1e3:.0f} ms" for k, x in v["seconds"].items())
+        t.add_row(v["verifier"], f"{v['verdict']} ({v['tier']}, {v['reason']})  {secs}")
+    if not rec["verifiers"]:
+        t.add_row("verifiers", "(attested before a restart)")
+    t.add_row("time", f"mine {s['mine']:.1f} s (train {s.get('mine_train', 0):.1f}, commit "
+              f"{s.get('mine_commit', 0):.2f})  prove {s['prove']:.2f} s")
+    t.add_row("bytes", f"model {b['model_fp32']:,}  update {b['update']:,}  bundle {b['bundle']:,} (k={rec['k']})")
     return t
 
 
