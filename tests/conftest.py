@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_configure(config):
+    # One persistent XLA compilation cache for the session and the `pogo` subprocesses the tests
+    # start: many tests compile the same tiny programs. Only compile time is saved, never results.
+    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"pogo-jax-test-xla-cache-{os.getuid()}"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    os.makedirs(cache, exist_ok=True)

@@ -1,0 +1,111 @@
+"""Pallas leaf hasher: the GPU/TPU fast path, bit-identical to ``device.leaf_hashes``.
+
+One program hashes a tile of ``TILE`` leaves, one leaf per lane, as the plain CUDA kernel does
+with one thread per leaf. The data arrive word-major ``(W, N)`` and already byte-swapped (one
+fused transpose outside the kernel), so each load of message word j for the tile is contiguous.
+Inside, the 64 rounds run as a rolled loop of ``ROUNDS_PER_ITER`` Python-unrolled rounds (round
+constants are read from a small input ref: a kernel cannot capture constant arrays), and the
+loop over the leaf's 64-byte blocks is rolled too, which keeps compile time bounded (a fully
+unrolled 64-round body did not compile within 10 minutes on XLA:CPU). The schedule is a 16-word
+sliding window extended every round (16 spare words per block, kept for a single loop body).
+
+Checked against the jnp reference on CPU with ``interpret=True`` (tests/test_merkle.py). On GPU
+the Triton lowering needs power-of-two block shapes, so use it for W = 1024 parameter leaves;
+its throughput is measured by scripts/bench_merkle.py (owed on the H100).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import pallas as pl
+
+from pogo_jax.merkle import sha256
+from pogo_jax.merkle.device import _split_index, header_prefix_words
+from pogo_jax.verifier.merkle_host import HEADER_BYTES
+
+TILE = 128
+ROUNDS_PER_ITER = 8
+
+
+def _compress(k_ref, state: tuple, block: tuple, r: int) -> tuple:
+    def body(it, carry):
+        s, w = carry[:8], carry[8:]
+        for j in range(r):
+            s = sha256._round(s, k_ref[it * r + j], w[0])
+            new = sha256._small_sigma1(w[14]) + w[9] + sha256._small_sigma0(w[1]) + w[0]
+            w = w[1:] + (new,)
+        return s + w
+
+    out = lax.fori_loop(0, 64 // r, body, tuple(state) + tuple(block))
+    return tuple(x + y for x, y in zip(state, out[:8], strict=True))
+
+
+def _kernel(k_ref, x_ref, idx_ref, o_ref, *, prefix: tuple[int, ...], w: int, r: int):
+    t = o_ref.shape[1]
+    st = tuple(jnp.full((t,), int(v), jnp.uint32) for v in sha256.H0)
+    header = tuple(jnp.full((t,), p, jnp.uint32) for p in prefix)
+    header += (sha256.bswap32(idx_ref[0, :]), sha256.bswap32(idx_ref[1, :]))
+    st = _compress(k_ref, st, header, r)
+    full = w // 16
+
+    def body(b, s):
+        return _compress(k_ref, s, tuple(x_ref[b * 16 + j, :] for j in range(16)), r)
+
+    if full:
+        st = lax.fori_loop(0, full, body, st)
+    tail = [x_ref[i, :] for i in range(full * 16, w)]
+    tail += [jnp.full((t,), int(p), jnp.uint32) for p in sha256.padding_words(HEADER_BYTES + 4 * w)]
+    for b in range(0, len(tail), 16):
+        st = _compress(k_ref, st, tuple(tail[b : b + 16]), r)
+    for i in range(8):
+        o_ref[i, :] = st[i]
+
+
+@functools.partial(jax.jit, static_argnames=("prefix", "interpret", "tile", "r"))
+def _hash(words_le, lo, hi, prefix, interpret, tile, r):
+    n, w = words_le.shape
+    n_pad = -(-n // tile) * tile
+    data = sha256.bswap32(words_le).T  # (W, N) big-endian words, one fused pass
+    row = lax.iota(jnp.uint32, n_pad)
+    idx_lo = lo + row
+    idx = jnp.stack([idx_lo, hi + (idx_lo < lo).astype(jnp.uint32)])
+    if n_pad != n:
+        data = jnp.pad(data, ((0, 0), (0, n_pad - n)))
+    out = pl.pallas_call(
+        functools.partial(_kernel, prefix=prefix, w=w, r=r),
+        out_shape=jax.ShapeDtypeStruct((8, n_pad), jnp.uint32),
+        grid=(n_pad // tile,),
+        in_specs=[
+            pl.BlockSpec((64,), lambda i: (0,)),
+            pl.BlockSpec((w, tile), lambda i: (0, i)),
+            pl.BlockSpec((2, tile), lambda i: (0, i)),
+        ],
+        out_specs=pl.BlockSpec((8, tile), lambda i: (0, i)),
+        interpret=interpret,
+    )(jnp.asarray(sha256.K), data, idx)
+    return out[:, :n].T
+
+
+def leaf_hashes(
+    words_le: jax.Array,
+    tag: bytes,
+    first_index: int = 0,
+    interpret: bool | None = None,
+    tile: int = TILE,
+    rounds_per_iter: int = ROUNDS_PER_ITER,
+) -> jax.Array:
+    """Same contract and bits as ``device.leaf_hashes``; ``interpret`` defaults to True on CPU."""
+    if words_le.ndim != 2 or words_le.dtype != jnp.uint32:
+        raise ValueError("leaf words must be (N, W) uint32")
+    if 64 % rounds_per_iter:
+        raise ValueError("rounds_per_iter must divide 64")
+    if interpret is None:
+        interpret = jax.default_backend() == "cpu"
+    lo, hi = _split_index(first_index)
+    prefix = tuple(int(x) for x in header_prefix_words(tag))
+    return _hash(words_le, np.uint32(lo), np.uint32(hi), prefix, interpret, tile, rounds_per_iter)
