@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "finalize": "finalize",
     "chain": "chain",
     "sync": "sync",
+    "bench": "bench",
+    "report": "report",
+    "costs": "costs",
 }
 
 
