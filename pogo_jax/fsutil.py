@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     """Yield a binary file that appears at ``path`` only when the block exits without error."""
@@ -24,6 +30,7 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files are world-readable
         os.replace(tmp, path)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
