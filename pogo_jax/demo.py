@@ -119,6 +119,84 @@ def run_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[VerifierNo
     }
 
 
+def adversary_key(chain: ChainDir, ledger: Ledger, name: str, stake: int):  # noqa: ANN201 - private key
+    """A registered, unslashed miner key for the named adversary (a new one after each slashing)."""
+    from pogo_jax.protocol.keys import generate_key, save_private_pem
+
+    i = 0
+    while True:
+        path = chain.keys_dir / f"adversary-{name}{f'-{i}' if i else ''}.pem"
+        if not path.exists():
+            save_private_pem(generate_key(), path)
+        key = load_private_pem(path)
+        part = ledger.participant(public_bytes(key))
+        if part is None:
+            ledger.add_participant(public_bytes(key), "miner", path.stem[:64], stake)
+            return key
+        if not part["slashed"]:
+            return key
+        i += 1
+
+
+def run_adversary_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[VerifierNode],
+                        progress: Progress) -> dict:
+    """One block mined by a cheating miner (``miner.hooks``) through every phase it reaches.
+
+    Outcomes: the ledger refuses the header at record ("rejected at record", the signer slashed
+    when the fault is attributable, see ``Ledger.report_invalid_header``), or verifiers attest and
+    finalize decides (a light-tier fraud proof slashes at once, full-tier rejects by quorum)."""
+    from pogo_jax.errors import Rejected
+    from pogo_jax.roles import report_refused_header
+
+    h = ledger.tip()["height"] + 1
+    stake0 = ledger.participant(miner.pub)["stake"]
+    rec = {"adversary": miner.hooks.name, "height": h, "miner_key": miner.pub.hex(), "verifiers": []}
+    task = progress.add_task(f"block {h}: {miner.hooks.name} mining", total=None)
+    try:
+        mined = miner.mine()
+    except Rejected as r:
+        code = report_refused_header(chain, ledger, h)
+        progress.remove_task(task)
+        part = ledger.participant(miner.pub)
+        return {**rec, "stage": "record", "record_reason": r.code, "record_detail": r.detail,
+                "outcome": "slashed" if part["slashed"] else "refused",
+                "outcome_reason": code or "NOT_ATTRIBUTABLE", "stake": [stake0, part["stake"]]}
+    hh = mined.header_hash
+    reveal_beacon(chain, ledger, h)
+    progress.update(task, description=f"block {h}: {miner.hooks.name} proving")
+    bundle = read_bundle(miner.prove(h)[0])
+    for node in verifiers:
+        progress.update(task, description=f"block {h}: {node.name} verifying ({node.tier})")
+        verdict, vt = _verify_one(node, chain, ledger, bundle)
+        attest(ledger, node.key, bundle, verdict)
+        rec["verifiers"].append({"verifier": node.name, "verdict": "accept" if verdict.accept else "reject",
+                                 "tier": verdict.tier, "reason": verdict.reason, "detail": verdict.detail})
+    outcome = finalize(chain, ledger, h)
+    progress.remove_task(task)
+    blk = ledger.block(header_hash=hh)
+    return {**rec, "stage": "verify", "header_hash": hh.hex(), "outcome": outcome.status,
+            "outcome_reason": outcome.reason, "fraud_evidence": blk["fraud_evidence"],
+            "stake": [stake0, ledger.participant(miner.pub)["stake"]]}
+
+
+def adversary_table(rec: dict) -> Table:
+    t = Table(title=f"adversary '{rec['adversary']}' at height {rec['height']}: {rec['outcome'].upper()} "
+              f"({rec['outcome_reason']})", title_justify="left", show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    if rec["stage"] == "record":
+        t.add_row("ledger", f"rejected at record: {rec['record_reason']} ({rec['record_detail']})")
+        t.add_row("block", "never recorded as a block; the signed header is kept as evidence"
+                  if rec["outcome"] == "slashed" else "never recorded as a block")
+    for v in rec["verifiers"]:
+        t.add_row(v["verifier"], f"{v['verdict']} ({v['tier']}, {v['reason']})")
+    if rec.get("fraud_evidence"):
+        t.add_row("fraud proof", rec["fraud_evidence"][:70])
+    t.add_row("miner stake", f"{rec['stake'][0]} -> {rec['stake'][1]}")
+    t.add_row("outcome", rec["outcome"])
+    return t
+
+
 def block_table(rec: dict) -> Table:
     """One block as a two-column table (fits an 80-column terminal)."""
     t = Table(title=f"block {rec['height']}: {rec['outcome'].upper()} ({rec['outcome_reason']})",
@@ -163,12 +241,14 @@ def write_report(out: Path, records: list[dict]) -> Path:
 
 
 def run_demo(cfg: Config, out: Path, blocks: int, light_verifiers: int = 1,
-             console: Console | None = None) -> list[dict]:
+             console: Console | None = None, adversary=None) -> list[dict]:
+    """``blocks`` honest blocks, then (with ``adversary``, a ``MinerHooks``) one block by a cheating
+    miner with its own registered key; its record is the last one returned."""
     from pogo_jax.miner import Miner
 
     console = console or Console()
-    if blocks < 1:
-        raise UserError("--blocks must be at least 1")
+    if blocks < (0 if adversary is not None else 1):
+        raise UserError("--blocks must be at least 1 (or 0 with --adversary)")
     chain, ledger, cfg = open_or_create(out, cfg, console)
     keys = sorted(chain.keys_dir.glob("verifier-*.pem"))
     if not (chain.keys_dir / "miner.pem").is_file() or not keys:
@@ -194,6 +274,15 @@ def run_demo(cfg: Config, out: Path, blocks: int, light_verifiers: int = 1,
             atomic_write_bytes(rec_file, "".join(json.dumps(r) + "\n" for r in records).encode())
             console.print(block_table(rec))
             done += 1
+        if adversary is not None:
+            key = adversary_key(chain, ledger, adversary.name, cfg.pogo.stake)
+            cheat = miner.fork(key, out / "adversaries" / adversary.name, adversary)
+            arec = run_adversary_block(chain, ledger, cheat, nodes, progress)
+            console.print(adversary_table(arec))
+            atomic_write_bytes(out / "report" / f"adversary-{adversary.name}.json",
+                               json.dumps(arec, indent=2).encode())
+    if adversary is not None:
+        return [*records, arec]
     rdir = write_report(out, records)
     console.print(f"report: {rdir}/report.json, {rdir}/blocks.md, {rdir}/loss.png; ledger: {chain.ledger}; "
                   f"bundles: {out / 'bundles'}")

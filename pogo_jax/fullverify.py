@@ -74,7 +74,8 @@ def verify_full(chain: ChainDir, ledger, bundle: Bundle, cache: StateCache | Non
 
 
 def _verify_full(chain: ChainDir, ledger, bundle: Bundle, cache: StateCache) -> FullResult:
-    from pogo_jax.data import check_data_root, load_dataset, n_eval_windows
+    from pogo_jax.data import n_eval_windows
+    from pogo_jax.roles import dataset_for
     from pogo_jax.verifier.layout import Layout
 
     t = {}
@@ -98,8 +99,7 @@ def _verify_full(chain: ChainDir, ledger, bundle: Bundle, cache: StateCache) -> 
 
     t0 = time.perf_counter()
     ev = chain_evaluator(cfg_dict)
-    ds = load_dataset(ev.cfg.data)
-    check_data_root(ds, h.data_root.hex(), f"block {h.height}")
+    ds = dataset_for(chain, ledger, h.data_root)
     seq_len = ev.cfg.model.seq_len
     n_win = n_eval_windows(ds, seq_len)
     if h.train.get("n_windows") != n_win:

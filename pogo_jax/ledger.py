@@ -294,13 +294,92 @@ class Ledger:
         ).fetchone()
         if r is None:
             root = self.meta()["genesis_root"]
-            return {"height": 0, "header_hash": GENESIS_HASH.hex(), "root_next": root, "root": root}
+            return {"height": 0, "header_hash": GENESIS_HASH.hex(), "root_next": root,
+                    "root": self._state_root_at(c, 0)}
         return {
             "height": r["height"],
             "header_hash": r["header_hash"].hex(),
             "root_next": r["root_next"].hex(),
-            "root": r["root_next"].hex(),
+            "root": self._state_root_at(c, r["height"]),
         }
+
+    # ---- epochs (fine-tuning: a new initial state and dataset after some height) ----------------
+    def epochs(self) -> list[dict]:
+        """Started epochs in order (epoch 0, the chain's genesis and dataset, is implicit)."""
+        return self._epochs(self._conn)
+
+    def _epochs(self, c: sqlite3.Connection) -> list[dict]:
+        r = c.execute("SELECT value FROM meta WHERE key = 'epochs'").fetchone()
+        return [] if r is None else json.loads(r[0])
+
+    def epoch_for(self, height: int) -> dict:
+        """The epoch a block at ``height`` belongs to: the last one started at or after height - 1."""
+        return self._epoch_for(self._conn, height)
+
+    def _epoch_for(self, c: sqlite3.Connection, height: int) -> dict:
+        meta = self.meta()
+        ep = {"epoch": 0, "after_height": 0, "genesis_root": meta["genesis_root"], "data_root": meta["data_root"],
+              "data_path": "", "state_path": ""}
+        for e in self._epochs(c):
+            if e["after_height"] < height:
+                ep = e
+        return ep
+
+    def _data_roots(self, c: sqlite3.Connection, height: int) -> set[str]:
+        ep = self._epoch_for(c, height)
+        if ep["epoch"] == 0:
+            return {self.meta()["data_root"], *self.meta().get("data_roots", [])}
+        return {ep["data_root"]}
+
+    def state_root_at(self, height: int) -> bytes:
+        """Root of the state a block at ``height + 1`` extends: the confirmed block at ``height``
+        (genesis at 0), unless an epoch was started right after it (then the epoch's state)."""
+        return bytes.fromhex(self._state_root_at(self._conn, height))
+
+    def _state_root_at(self, c: sqlite3.Connection, height: int) -> str:
+        starts = [e for e in self._epochs(c) if e["after_height"] == height]
+        if starts:
+            return starts[-1]["genesis_root"]
+        if height == 0:
+            return self.meta()["genesis_root"]
+        r = c.execute("SELECT root_next FROM blocks WHERE height = ? AND status = 'confirmed'", (height,)).fetchone()
+        if r is None:
+            raise UserError(f"height {height} is not confirmed")
+        return r[0].hex()
+
+    def start_epoch(self, miner_key: bytes, record: dict) -> dict:
+        """Start a new epoch after the confirmed tip: ``record`` names the initial state
+        (``genesis_root``, ``state_path``), the dataset (``data_root``, ``data_path``,
+        ``data_manifest``) and ``layout_hash`` (the chain's: fine-tuning keeps the layout).
+        Paths are relative to the chain directory. Any registered, unslashed miner may start one
+        while no block is pending (docs/adversaries.md: in deployment this is a governance step)."""
+        need = ("genesis_root", "state_path", "data_root", "data_path", "data_manifest", "layout_hash")
+        missing = [k for k in need if k not in record]
+        if missing:
+            raise UserError(f"epoch record lacks '{missing[0]}'")
+        for k in ("genesis_root", "data_root", "layout_hash"):
+            _hash_arg(record[k], f"epoch {k}")
+        if record["layout_hash"] != self.meta()["layout_hash"]:
+            raise Rejected("LAYOUT_MISMATCH", "the new epoch's layout differs from the chain's (fine-tuning keeps "
+                                              "the layout: same model shapes, leaf and group size)")
+        with self._tx() as c:
+            p = c.execute("SELECT role, slashed FROM participants WHERE key = ?", (miner_key,)).fetchone()
+            if p is None or p["role"] != "miner" or p["slashed"]:
+                raise Rejected("UNREGISTERED_MINER", "only a registered, unslashed miner may start an epoch")
+            tip = self._tip(c)
+            if c.execute("SELECT 1 FROM blocks WHERE status = 'pending'").fetchone():
+                raise UserError("a block is pending: finalize it before starting a new epoch")
+            epochs = self._epochs(c)
+            rec = {**{k: record[k] for k in need}, "epoch": len(epochs) + 1, "after_height": tip["height"],
+                   "miner_key": miner_key.hex(), "source": str(record.get("source", ""))[:256]}
+            try:
+                value = json.dumps([*epochs, rec], sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise UserError(f"epoch record is not plain JSON: {e}") from None
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epochs', ?)", (value,))
+            self._event(c, "epoch", tip["height"], key=miner_key, amount=rec["epoch"],
+                        detail=f"root {rec['genesis_root'][:16]} data {rec['data_root'][:16]}")
+        return rec
 
     def _block_dict(self, r: sqlite3.Row) -> dict:
         b = self._conn.execute(
@@ -463,8 +542,6 @@ class Ledger:
             raise Rejected(
                 "LAYOUT_MISMATCH", "leaf_size / group_size / n_leaves differ from the chain's layout"
             )
-        if h.data_root.hex() not in {meta["data_root"], *meta.get("data_roots", [])}:
-            raise Rejected("WRONG_DATA", "header data_root is not a dataset of this chain")
         with self._tx() as c:
             if c.execute("SELECT 1 FROM blocks WHERE header_hash = ?", (hh,)).fetchone():
                 raise UserError(f"header {hh.hex()[:16]}... is already recorded")
@@ -488,6 +565,10 @@ class Ledger:
                 raise Rejected(
                     "HEIGHT_PENDING", f"a block at height {h.height} is already waiting for finalization"
                 )
+            if h.data_root.hex() not in self._data_roots(c, h.height):
+                raise Rejected("WRONG_DATA", "header data_root is not the dataset of this chain's current epoch")
+            if c.execute("SELECT 1 FROM blocks WHERE root_q = ?", (h.root_q,)).fetchone():
+                raise Rejected("REPLAYED_UPDATE", "root_q is the update of an earlier recorded block")
             c.execute(
                 "INSERT INTO blocks (header_hash, height, parent_hash, miner_key, root_prev, root_next, "
                 "root_q, data_root, layout_hash, header_bytes, update_sha256, update_path, status) "
@@ -509,6 +590,56 @@ class Ledger:
             )
             self._event(c, "header", h.height, hh, h.miner_key)
         return hh
+
+    def report_invalid_header(self, signed: SignedHeader, update_sha256: bytes, update_path: str,
+                              rules: Rules) -> str:
+        """Slash the miner of a header that ``record_header`` refused for a fault only its signer
+        can have made; returns the reason code. Attributable faults: the header is validly signed
+        by a registered miner, names this chain, the next height and the confirmed tip as parent,
+        yet commits to another root_prev (WRONG_PARENT), layout (LAYOUT_MISMATCH), dataset
+        (WRONG_DATA) or an earlier block's update (REPLAYED_UPDATE). Stale or duplicate headers, bad
+        signatures and foreign chains prove nothing about anyone: UserError, nothing changes. The
+        signed header is stored as a 'slashed' block (evidence; it never becomes part of the chain)."""
+        h = signed.header
+        hh = h.hash()
+        meta = self.meta()
+        if not signed.verify():
+            raise UserError("header signature does not verify: it proves nothing about its miner key")
+        if h.chain_id != meta["chain_id"]:
+            raise UserError("header is for another chain: not evidence on this one")
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM blocks WHERE header_hash = ?", (hh,)).fetchone():
+                raise UserError(f"header {hh.hex()[:16]}... is already recorded")
+            p = c.execute("SELECT role, slashed FROM participants WHERE key = ?", (h.miner_key,)).fetchone()
+            if p is None or p["role"] != "miner" or p["slashed"]:
+                raise UserError("header is not from a registered, unslashed miner")
+            tip = self._tip(c)
+            if h.height != tip["height"] + 1 or h.parent_hash.hex() != tip["header_hash"]:
+                raise UserError("header does not extend the confirmed tip (stale or replayed): refused, not slashable")
+            if h.root_prev.hex() != tip["root"]:
+                code, why = "WRONG_PARENT", "names the tip as parent but commits to another root_prev"
+            elif h.layout_hash.hex() != meta["layout_hash"] or (h.leaf_size, h.group_size, h.n_leaves) != (
+                    meta["leaf_size"], meta["group_size"], meta["n_leaves"]):
+                code, why = "LAYOUT_MISMATCH", "commits to another layout than the chain's"
+            elif h.data_root.hex() not in self._data_roots(c, h.height):
+                code, why = "WRONG_DATA", "commits to another dataset than the current epoch's"
+            elif c.execute("SELECT 1 FROM blocks WHERE root_q = ?", (h.root_q,)).fetchone():
+                code, why = "REPLAYED_UPDATE", "publishes the update of an earlier block"
+            else:
+                raise UserError("header is not provably invalid: record it instead")
+            c.execute(
+                "INSERT INTO blocks (header_hash, height, parent_hash, miner_key, root_prev, root_next, root_q, "
+                "data_root, layout_hash, header_bytes, update_sha256, update_path, status, reason, "
+                "fraud_confirmed, fraud_evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'slashed', ?, 1, ?)",
+                (hh, h.height, h.parent_hash, h.miner_key, h.root_prev, h.root_next, h.root_q, h.data_root,
+                 h.layout_hash, signed.to_bytes(), update_sha256, update_path, code, f"{code}: signed header {why}"),
+            )
+            self._event(c, "invalid_header", h.height, hh, h.miner_key, detail=f"{code}: {why}")
+            stake = c.execute("SELECT stake FROM participants WHERE key = ?", (h.miner_key,)).fetchone()[0]
+            burn = slashed_amount(stake, rules)
+            c.execute("UPDATE participants SET stake = stake - ?, slashed = 1 WHERE key = ?", (burn, h.miner_key))
+            self._event(c, "slash", h.height, hh, h.miner_key, burn, code)
+        return code
 
     def _pending_row(self, c: sqlite3.Connection, hh: bytes, doing: str) -> sqlite3.Row:
         r = c.execute("SELECT * FROM blocks WHERE header_hash = ?", (hh,)).fetchone()

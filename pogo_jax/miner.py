@@ -7,6 +7,10 @@ Miner-private state lives in its work directory and is written before the header
     WORK/quant-<step>.npz   error-feedback residual and PRNG key matching that trainer step
     WORK/states/<h>.npz     theta_next of every block it mined (what it proves from)
 
+Where a miner could deviate from the protocol, ``Miner`` calls a ``MinerHooks`` method; the
+defaults are the honest behaviour and ``pogo_jax/adversary.py`` overrides them, one named cheat
+each, so every cheat runs through this same code and differs from it only where it says.
+
 A miner killed at any point resumes: a block already recorded is not mined again, a block whose
 files were written but not recorded is recorded, anything else is trained again from the last
 checkpoint. The roots are computed with the device hasher (``pogo_jax.merkle``) on whatever
@@ -40,6 +44,39 @@ from pogo_jax.verifier.layout import Layout
 from pogo_jax.verifier.merkle_host import TAG_PARAM, TAG_QUPD
 
 
+class MinerHooks:
+    """The honest miner's choices at each point where a cheating miner could deviate."""
+
+    name = "honest"
+
+    def train(self, miner: Miner, steps: int, progress) -> list[dict]:
+        """Run the block's optimizer steps; returns per-step metrics."""
+        return miner.trainer.train_steps(miner.ds, steps, on_step=progress)
+
+    def update(self, miner: Miner, theta_prev: dict, theta_next: dict, packed: np.ndarray) -> tuple[dict, np.ndarray]:
+        """What is committed as theta_next and published as the 4-bit update (wire leaves)."""
+        return theta_next, packed
+
+    def header(self, miner: Miner, header: Header) -> Header:
+        """The header to sign."""
+        return header
+
+    def challenge_beacon(self, miner: Miner, header_hash: bytes, beacon: bytes) -> bytes:
+        """The beacon value the miner derives its challenge from."""
+        return beacon
+
+    def openings(self, miner: Miner, openings: tuple[LeafOpening, ...]) -> tuple[LeafOpening, ...]:
+        """The opened leaves put in the bundle."""
+        return openings
+
+    def losses(self, miner: Miner, measure) -> tuple[float, float]:
+        """Reported (loss_prev, loss_next); ``measure()`` evaluates both on the challenge windows."""
+        return measure()
+
+
+HONEST = MinerHooks()
+
+
 @dataclass
 class MinedBlock:
     height: int
@@ -51,25 +88,49 @@ class MinedBlock:
 
 
 class Miner:
-    def __init__(self, chain: ChainDir, ledger: Ledger, key, workdir: str | Path, data_path: str | None = None):
+    def __init__(self, chain: ChainDir, ledger: Ledger, key, workdir: str | Path, data_path: str | None = None,
+                 hooks: MinerHooks = HONEST, load_data: bool = True):
         self.chain, self.ledger, self.key = chain, ledger, key
         self.pub = public_bytes(key)
         part = ledger.participant(self.pub)
         if part is None or part["role"] != "miner":
             raise UserError("this key is not registered as a miner in the ledger")
         self.work = Path(workdir)
+        self.hooks = hooks
         meta = ledger.meta()
-        cfg = config_from_dict(meta["config"])
-        if data_path is not None:
-            cfg = _with_data(cfg, data_path)
-        self.cfg: Config = cfg
+        self.cfg: Config = config_from_dict(meta["config"])
         self.layout = Layout.from_manifest(meta["layout"])
-        self.ds = load_dataset(cfg.data)
-        check_data_root(self.ds, meta["data_root"], "the chain's dataset")
-        self.n_windows = n_eval_windows(self.ds, cfg.model.seq_len)
         self._trainer = None
         self._qstate: BlockQuantState | None = None
         self._evaluator: Evaluator | None = None
+        if load_data:  # False only when a new epoch (start_epoch) brings its own dataset
+            self.use_data(data_path)
+
+    def use_data(self, data_path: str | None = None) -> None:
+        """Load the dataset of the epoch the next block belongs to (``data_path`` overrides where
+        it is read from; its root must still be the epoch's)."""
+        ep = self.ledger.epoch_for(self.ledger.tip()["height"] + 1)
+        path = data_path if data_path is not None else (
+            str(self.chain.root / ep["data_path"]) if ep["data_path"] else None)
+        cfg = self.cfg if path is None else _with_data(self.cfg, path)
+        self.epoch = ep["epoch"]
+        self.ds = load_dataset(cfg.data)
+        check_data_root(self.ds, ep["data_root"], f"the chain's dataset (epoch {ep['epoch']})")
+        self.n_windows = n_eval_windows(self.ds, cfg.model.seq_len)
+
+    def fork(self, key, workdir: str | Path, hooks: MinerHooks) -> Miner:
+        """Another miner identity that shares this one's compiled trainer, evaluator and dataset
+        (tests and ``pogo demo --adversary`` run several miners in one process; compiling once
+        saves seconds per miner). Its quantizer state and work directory are its own."""
+        import copy
+
+        _ = self.trainer, self.evaluator  # build them here so that the copy shares them
+        other = copy.copy(self)
+        other.key, other.pub, other.work, other.hooks = key, public_bytes(key), Path(workdir), hooks
+        part = self.ledger.participant(other.pub)
+        if part is None or part["role"] != "miner":
+            raise UserError("this key is not registered as a miner in the ledger")
+        return other
 
     # -- state -----------------------------------------------------------------------------
     def state_file(self, height: int) -> Path:
@@ -124,6 +185,63 @@ class Miner:
             if old.name != f"quant-{t.step}.npz":
                 old.unlink(missing_ok=True)
 
+    # -- fine-tuning: a new epoch ------------------------------------------------------------------
+    def start_epoch(self, init_from: str | Path, data_path: str | Path) -> dict:
+        """Start a fine-tuning epoch after the confirmed tip: theta_prev of the next block becomes the
+        checkpoint ``init_from`` (a ``pogo train`` / miner orbax directory, or an .npz of float32
+        arrays; flushed like genesis) and the dataset the packed file ``data_path``. Both are
+        published in the chain directory (DIR/states/epoch-N.npz, DIR/data/epoch-N.pogodata) so
+        verifiers rebuild from them; the ledger records their roots. The layout must stay the same."""
+        import shutil
+
+        from pogo_jax.chain import state_root
+        from pogo_jax.config import DataConfig
+        from pogo_jax.verifier import update as upd
+
+        init_from, data_path = Path(init_from), Path(data_path)
+        ds = load_dataset(DataConfig(path=str(data_path)), verify=True)
+        if n_eval_windows(ds, self.cfg.model.seq_len) < self.cfg.pogo.m_windows:
+            raise UserError(f"{data_path}: the eval split has fewer than pogo.m_windows={self.cfg.pogo.m_windows} "
+                            f"windows of {self.cfg.model.seq_len} bytes; pack more text or raise --eval-fraction")
+        arrays = self._load_checkpoint(init_from)
+        theta = {k: upd.flush(v) for k, v in arrays.items()}
+        if not all(np.isfinite(v).all() for v in theta.values()):
+            raise UserError(f"{init_from}: the checkpoint holds NaN or Inf")
+        lay = Layout.from_arrays(theta, self.layout.leaf_size, self.layout.group_size)
+        if lay.layout_hash() != self.layout.layout_hash():
+            raise UserError(f"{init_from}: its tensors differ from the chain's layout (fine-tuning keeps the model's "
+                            "shapes; start a new chain for another architecture)")
+        n = len(self.ledger.epochs()) + 1
+        state_rel, data_rel = f"states/epoch-{n:03d}.npz", f"data/epoch-{n:03d}.pogodata"
+        save_state(self.chain.root / state_rel, theta)
+        (self.chain.root / "data").mkdir(parents=True, exist_ok=True)
+        tmp = self.chain.root / f"{data_rel}.tmp"
+        shutil.copyfile(ds.path, tmp)
+        tmp.replace(self.chain.root / data_rel)
+        rec = self.ledger.start_epoch(self.pub, {
+            "genesis_root": state_root(theta, self.layout).hex(), "state_path": state_rel,
+            "data_root": ds.data_root.hex(), "data_path": data_rel, "data_manifest": ds.manifest,
+            "layout_hash": self.layout.layout_hash().hex(), "source": str(init_from)})
+        self.use_data()
+        return rec
+
+    def _load_checkpoint(self, path: Path) -> dict[str, np.ndarray]:
+        if path.is_file():
+            return load_state(path, self.layout)
+        if not path.is_dir():
+            raise UserError(f"checkpoint {path} does not exist (give an orbax directory or an .npz)")
+        from pogo_jax import checkpoint
+
+        if (path / "checkpoints").is_dir():  # a `pogo train --out DIR` directory
+            path = path / "checkpoints"
+        mngr = checkpoint.open_manager(path, 2, create=False)
+        if checkpoint.latest_step(mngr) is None:
+            raise UserError(f"{path}: no orbax checkpoint steps in this directory (a `pogo train` checkpoint "
+                            "directory or an .npz of float32 arrays is expected)")
+        t = self.trainer
+        t.load(mngr)
+        return {k: np.asarray(v, dtype=np.float32) for k, v in t.params().items()}
+
     # -- phase 1: mine and commit ----------------------------------------------------------------
     def mine(self, progress=None) -> MinedBlock:
         tip = self.ledger.tip()
@@ -150,7 +268,7 @@ class Miner:
         t0 = time.perf_counter()
         steps = self.cfg.pogo.block_steps
         start = trainer.step
-        metrics = trainer.train_steps(self.ds, steps, on_step=progress)
+        metrics = self.hooks.train(self, steps, progress)
         jax.block_until_ready(trainer.state)
         t["train"] = time.perf_counter() - t0
 
@@ -161,6 +279,8 @@ class Miner:
         if not bool(quant.all_finite(theta_next)):
             raise UserError("theta_next is not finite: the block diverged (lower optim.lr)")
         packed = quant.pack_update(q, self.layout)
+        theta_next, packed = self.hooks.update(self, theta_prev_np, theta_next, packed)
+        theta_next = {k: jnp.asarray(v) for k, v in theta_next.items()}
         jax.block_until_ready(theta_next)
         t["quantize"] = time.perf_counter() - t0
 
@@ -181,8 +301,9 @@ class Miner:
             train={"steps": steps, "step_start": start, "tokens": steps * self.cfg.train.batch_size
                    * self.cfg.model.seq_len, "optimizer": "adamw", "quant_mode": p.quant_mode,
                    "config_hash": self.cfg.config_hash(), "seq_len": self.cfg.model.seq_len,
-                   "n_windows": self.n_windows, "epoch": 0})
-        signed = sign_header(header, self.key)
+                   "n_windows": self.n_windows, "epoch": self.epoch})
+        signed = sign_header(self.hooks.header(self, header), self.key)
+        header = signed.header
 
         t0 = time.perf_counter()
         # Publish the update and the header, keep theta_next, then the private state; record last.
@@ -239,7 +360,8 @@ class Miner:
         theta_next = load_state(self.state_file(h), self.layout)
         packed = read_update(self.chain.update_file(h), self.layout)
         p = self.cfg.pogo
-        ch = make_challenge(hd.hash(), beacon, hd.n_leaves, p.k_leaves, self.n_windows, p.m_windows)
+        ch = make_challenge(hd.hash(), self.hooks.challenge_beacon(self, hd.hash(), beacon), hd.n_leaves,
+                            p.k_leaves, self.n_windows, p.m_windows)
         idx = list(ch.leaf_indices)
         trees = []
         for params in (theta_prev, theta_next):
@@ -250,15 +372,19 @@ class Miner:
         trees.append(merkle.open(packed, cq, idx))
         if cq.root != hd.root_q:
             raise UserError("the published update does not match the header (corrupt files?)")
-        openings = tuple(
+        openings = self.hooks.openings(self, tuple(
             LeafOpening(i, a.leaf, b.leaf, c.leaf, tuple(a.path), tuple(b.path), tuple(c.path))
-            for i, a, b, c in zip(idx, *trees, strict=True))
+            for i, a, b, c in zip(idx, *trees, strict=True)))
         t["open"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lp = self.evaluator.loss(theta_prev, self.ds, ch.window_indices)
-        ln = self.evaluator.loss(theta_next, self.ds, ch.window_indices)
+
+        def measure() -> tuple[float, float]:
+            return (self.evaluator.loss(theta_prev, self.ds, ch.window_indices),
+                    self.evaluator.loss(theta_next, self.ds, ch.window_indices))
+
+        lp, ln = self.hooks.losses(self, measure)
         t["loss"] = time.perf_counter() - t0
-        bundle = Bundle(signed, beacon, self.layout, openings, ch.window_indices, lp, ln)
+        bundle = Bundle(signed, beacon, self.layout, openings, ch.window_indices, lp, ln).signed(self.key)
         out = self.chain.bundle_file(h)
         data = bundle.to_bytes()
         atomic_write_bytes(out, data)

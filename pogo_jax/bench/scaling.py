@@ -73,9 +73,7 @@ def measure_size(n: int, k: int = 64, repeats: int = 3) -> dict[str, Any]:
     open_s = time.perf_counter() - t0
     openings = tuple(LeafOpening(i, a.leaf, b.leaf, c.leaf, tuple(a.path), tuple(b.path), tuple(c.path))
                      for i, a, b, c in zip(idx, o_prev, o_next, o_q, strict=True))
-    bundle = Bundle(signed, beacon, layout, openings, ch.window_indices, 2.0, 1.0)
-    if hasattr(bundle, "signed"):  # bundles carry the miner's signature from format version 2 on
-        bundle = bundle.signed(key)
+    bundle = Bundle(signed, beacon, layout, openings, ch.window_indices, 2.0, 1.0).signed(key)
     data = bundle.to_bytes()
     policy = Policy(k=k, m=1)
     res = verify_light(Bundle.from_bytes(data), policy)

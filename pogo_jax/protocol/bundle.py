@@ -3,24 +3,33 @@
 One file, one writer (``Bundle.to_bytes``) and one reader (``Bundle.from_bytes``), side by side:
 
     offset 0   8 bytes   magic b"POGOBNDL"
-    offset 8   u32 LE    format version (1)
+    offset 8   u32 LE    format version (2)
     offset 12  u64 LE    J = length of the metadata
     offset 20  J bytes   metadata: canonical JSON (protocol/encoding.py), see ``_META_KEYS``
     20+J       u64 LE    D = length of the leaf data
     28+J       D bytes   for each opening in order: theta_prev leaf (4*S bytes), theta_next leaf
                          (4*S bytes), update leaf (S/G + S/2 bytes); D must equal k * (8*S + S/G + S/2)
+    28+J+D     64 bytes  Ed25519 signature of the miner (the header's miner_key) over
+                         b"pogo/bundle/v1" || 0x00 || SHA-256(every byte before the signature)
     end                  nothing may follow
 
 The metadata carries the signed header, the beacon value, the layout manifest, the opened indices
 with their three audit paths (hex), the challenge windows and the miner's reported losses. The
 verifier re-derives the challenge itself; the indices here only say what the miner answered.
 Every size is checked against limits before anything is allocated.
+
+Why the miner signs the whole bundle (not only the header): a light-tier fraud proof slashes the
+miner, so the failing opening must provably come from the miner. Without the signature anyone
+could publish a corrupted copy of an honest bundle and have its miner slashed; with it, a bundle
+whose signature fails proves nothing about anyone and is refused (BAD_SIGNATURE, no slashing),
+and any other change to a signed bundle (losses, windows, a leaf byte) breaks the signature.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pogo_jax.errors import MalformedInput
 from pogo_jax.protocol.encoding import (
@@ -34,10 +43,13 @@ from pogo_jax.protocol.encoding import (
     parse_canonical,
 )
 from pogo_jax.protocol.header import SignedHeader
+from pogo_jax.protocol.keys import PrivateKey, public_bytes, sign, verify_signature
 from pogo_jax.verifier.layout import Layout
 
 MAGIC = b"POGOBNDL"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+BUNDLE_DOMAIN = b"pogo/bundle/v1"
+SIG_BYTES = 64
 MAX_META_BYTES = 64 << 20
 MAX_DATA_BYTES = 1 << 31
 MAX_OPENINGS = 1 << 20
@@ -69,12 +81,31 @@ class Bundle:
     windows: tuple[int, ...]
     loss_prev: float
     loss_next: float
+    signature: bytes = b""  # the miner's signature over body_bytes(); empty until ``signed``
 
     @property
     def header(self):  # noqa: ANN201 - Header
         return self.signed_header.header
 
+    def signed(self, key: PrivateKey) -> Bundle:
+        """This bundle signed by ``key``, which must be the header's miner key."""
+        if public_bytes(key) != self.header.miner_key:
+            raise ValueError("signing key does not match the header's miner_key")
+        return replace(self, signature=sign(key, BUNDLE_DOMAIN, hashlib.sha256(self.body_bytes()).digest()))
+
+    def verify_signature(self) -> bool:
+        """True iff ``signature`` is the header miner key's signature over this bundle's body (the
+        reader accepts only canonical metadata, so the body is exactly the bytes that were read)."""
+        return verify_signature(self.header.miner_key, BUNDLE_DOMAIN,
+                                hashlib.sha256(self.body_bytes()).digest(), self.signature)
+
     def to_bytes(self) -> bytes:
+        if len(self.signature) != SIG_BYTES:
+            raise ValueError("bundle is not signed: call Bundle.signed(miner_key) first")
+        return self.body_bytes() + self.signature
+
+    def body_bytes(self) -> bytes:
+        """Everything the signature covers (the file without its last 64 bytes)."""
         meta = {
             "format": "pogo-bundle",
             "header": self.signed_header.to_obj(),
@@ -97,18 +128,27 @@ class Bundle:
     def from_bytes(cls, buf: bytes) -> Bundle:
         """Parse and bound-check a bundle. Raises MalformedInput (exit 2) on any format error."""
         what = "proof bundle"
-        if len(buf) < 28 or buf[:8] != MAGIC:
-            raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic or shorter than 28 bytes)")
+        if len(buf) < 28 + SIG_BYTES or buf[:8] != MAGIC:
+            raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic or shorter than 92 bytes)")
         (version,) = struct.unpack_from("<I", buf, 8)
         if version != BUNDLE_VERSION:
             raise MalformedInput(f"{what}: unsupported version {version} (this verifier reads {BUNDLE_VERSION})")
         (jlen,) = struct.unpack_from("<Q", buf, 12)
-        if jlen > MAX_META_BYTES or 20 + jlen + 8 > len(buf):
+        if jlen > MAX_META_BYTES or 20 + jlen + 8 + SIG_BYTES > len(buf):
             raise MalformedInput(f"{what}: metadata length {jlen} exceeds the file (truncated?)")
-        meta = parse_canonical(bytes(buf[20 : 20 + jlen]), f"{what} metadata", MAX_META_BYTES)
+        try:
+            meta = parse_canonical(bytes(buf[20 : 20 + jlen]), f"{what} metadata", MAX_META_BYTES)
+        except ValueError as e:  # e.g. an integer longer than Python's int-parsing digit limit
+            raise MalformedInput(f"{what} metadata: {str(e)[:80]}") from None
+        try:
+            is_canonical = canonical(meta) == bytes(buf[20 : 20 + jlen])
+        except (TypeError, ValueError):
+            is_canonical = False
+        if not is_canonical:  # one encoding per content: the signature and evidence hashes cover these bytes
+            raise MalformedInput(f"{what}: metadata is not canonical JSON (sorted keys, no whitespace)")
         (dlen,) = struct.unpack_from("<Q", buf, 20 + jlen)
         data_off = 28 + jlen
-        if dlen > MAX_DATA_BYTES or data_off + dlen != len(buf):
+        if dlen > MAX_DATA_BYTES or data_off + dlen + SIG_BYTES != len(buf):
             raise MalformedInput(f"{what}: leaf data length {dlen} does not match the file size {len(buf)} "
                                  "(truncated or extended)")
         exact_keys(meta, _META_KEYS, what)
@@ -149,4 +189,4 @@ class Bundle:
         exact_keys(losses, {"prev", "next"}, f"{what}.losses")
         return cls(signed, beacon, layout, tuple(openings), tuple(windows),
                    from_f32hex(losses["prev"], f"{what}.losses.prev"),
-                   from_f32hex(losses["next"], f"{what}.losses.next"))
+                   from_f32hex(losses["next"], f"{what}.losses.next"), bytes(buf[len(buf) - SIG_BYTES:]))

@@ -75,6 +75,8 @@ def parse_canonical(data: bytes, what: str, max_bytes: int = 64 << 20) -> Any:
         raise MalformedInput(f"{what}: nested too deeply") from None
     except json.JSONDecodeError as e:
         raise MalformedInput(f"{what}: not valid JSON ({e.msg} at byte {e.pos})") from None
+    except ValueError as e:  # e.g. an integer longer than Python's int-to-str digit limit
+        raise MalformedInput(f"{what}: {str(e)[:80]}") from None
 
 
 def f32hex(x: float) -> str:

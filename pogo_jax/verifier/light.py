@@ -50,6 +50,11 @@ class LightResult:
     leaf_indices: tuple[int, ...]
     window_indices: tuple[int, ...]
     beacon_source: str
+    # True when this reject is a fraud proof against the miner: the bundle is signed by the miner
+    # of the (recorded) header and fails an objective check. A copy whose bundle signature fails
+    # gets the same reason code (say BAD_PROOF for a flipped leaf byte) but proves nothing about
+    # anyone, so it never sets this.
+    fraud_proof: bool = False
 
 
 def _check_state_bits(words: np.ndarray) -> bool:
@@ -62,15 +67,20 @@ def _check_state_bits(words: np.ndarray) -> bool:
 
 def verify_light(bundle: Bundle, policy: Policy) -> LightResult:
     """Run every light check; raise nothing for a false claim, return a reason code instead."""
+    authentic = [False]
     try:
-        leaves, windows, source = _verify(bundle, policy)
+        leaves, windows, source = _verify(bundle, policy, authentic)
     except Rejected as r:
-        return LightResult(False, r.code, r.detail, (), (), "")
+        signed = authentic[0] and bundle.verify_signature()
+        return LightResult(False, r.code, r.detail, (), (), "", signed and r.code in OBJECTIVE)
+    if not bundle.verify_signature():
+        return LightResult(False, "BAD_SIGNATURE", "bundle signature does not verify under the header's miner key "
+                           "(not the miner's answer)", (), (), "")
     return LightResult(True, "OK", f"{len(leaves)} leaves in 3 trees, apply rule bit-exact", leaves,
                        windows, source)
 
 
-def _verify(b: Bundle, p: Policy) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+def _verify(b: Bundle, p: Policy, authentic: list[bool]) -> tuple[tuple[int, ...], tuple[int, ...], str]:
     h = b.header
     hh = h.hash()
     if h.version != PROTOCOL_VERSION:
@@ -81,6 +91,8 @@ def _verify(b: Bundle, p: Policy) -> tuple[tuple[int, ...], tuple[int, ...], str
         raise Rejected("WRONG_CHAIN", f"header is for chain {h.chain_id!r}, expected {p.chain_id!r}")
     if p.header_hash is not None and hh != p.header_hash:
         raise Rejected("UNKNOWN_HEADER", "header differs from the one recorded in the ledger")
+    # From here on, if the bundle signature verifies, an objective failure is the miner's fraud.
+    authentic[0] = True
     if p.parent_hash is not None and h.parent_hash != p.parent_hash:
         raise Rejected("WRONG_PARENT", "parent hash is not the confirmed tip")
     if p.root_prev is not None and h.root_prev != p.root_prev:
