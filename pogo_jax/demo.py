@@ -220,7 +220,7 @@ def block_table(rec: dict) -> Table:
 
 def write_report(out: Path, records: list[dict]) -> Path:
     """report.json (all blocks of this directory so far), blocks.md and loss.png under DIR/report."""
-    from pogo_jax.plotting import plot_curves
+    from pogo_jax.plotting import plot_block_losses
 
     rdir = out / "report"
     atomic_write_bytes(rdir / "report.json", json.dumps({"blocks": records}, indent=2).encode())
@@ -232,11 +232,9 @@ def write_report(out: Path, records: list[dict]) -> Path:
                      f"{r['seconds']['mine']:.1f} | {r['seconds']['prove']:.2f} | {r['bytes']['update']} | "
                      f"{r['bytes']['bundle']} |")
     atomic_write_bytes(rdir / "blocks.md", ("\n".join(lines) + "\n").encode())
-    confirmed = [r for r in records if r["outcome"] == "confirmed"]
-    if confirmed:
-        plot_curves({"L(theta_prev) on challenge windows": [(r["height"], r["loss_prev"]) for r in confirmed],
-                     "L(theta_next) on challenge windows": [(r["height"], r["loss_next"]) for r in confirmed]},
-                    rdir / "loss.png", "PoGO demo: loss per block", "block height", "loss (nats/byte)")
+    plotted = [r for r in records if r.get("loss_prev") is not None and r.get("loss_next") is not None]
+    if plotted:
+        plot_block_losses(plotted, rdir / "loss.png")
     return rdir
 
 
