@@ -16,13 +16,13 @@ from the genesis state and the confirmed updates alone, checking every root on t
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from pogo_jax.data import file_sha256  # noqa: F401 - re-exported for the roles
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_open
 from pogo_jax.verifier import merkle_host as mh
@@ -127,10 +127,3 @@ def apply_update_host(arrays: Mapping[str, np.ndarray], qleaves: np.ndarray,
     nxt = upd.apply_leaves(to_leaves(arrays, layout), exps, codes)
     return from_leaves(nxt, layout)
 
-
-def file_sha256(path: str | Path) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()

@@ -528,10 +528,10 @@ def check_data_root(ds: Dataset, expected_hex: str, what: str) -> None:
             f"Python version: pack the chain's data with `pogo data pack` or pass --data FILE")
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a packed file's bytes: handy to compare two packs byte for byte."""
+def file_sha256(path: str | Path) -> bytes:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (packed datasets, published updates)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h.digest()

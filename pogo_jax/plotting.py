@@ -6,6 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG under a temporary name, then rename: a killed run never leaves half a PNG."""
+    path = Path(path)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
 def plot_curves(
     series: dict[str, Sequence[tuple[float, float]]],
     path: str | Path,
@@ -39,13 +49,9 @@ def plot_curves(
         ax.grid(True, alpha=0.3)
         if any(series.values()):
             ax.legend()
-        fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
 def plot_block_losses(records: Sequence[dict], path: str | Path) -> Path:
@@ -82,10 +88,6 @@ def plot_block_losses(records: Sequence[dict], path: str | Path) -> Path:
         ax.set_xlabel("block height")
         ax.set_ylabel("loss (nats/byte)")
         ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
-    return path

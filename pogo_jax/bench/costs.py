@@ -354,6 +354,8 @@ def plot_costs(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pogo_jax.plotting import save_png
+
     keys = [("training", "miner_train_s"), ("quantize", "miner_quantize_s"), ("commit", "miner_commit_s"),
             ("prove", "miner_prove_s"), ("full verify", "full_verify_s"), ("light verify", "light_verify_s")]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
@@ -370,11 +372,6 @@ def plot_costs(result: dict[str, Any], path: str | Path) -> Path:
                      f"k={p['k']} (see assumptions)", fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
-    return path

@@ -141,6 +141,8 @@ def plot(results: list[dict[str, Any]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from pogo_jax.plotting import save_png
+
     panels = [("tokens/s, PoGO off / on", ["train.pogo_disabled.tokens_per_s", "train.pogo_enabled.tokens_per_s"]),
               ("device leaf hashing GB/s", ["merkle.leaf_hash_GBps"]),
               ("light verify s (one core)", ["light_verify_s"]),
@@ -161,11 +163,6 @@ def plot(results: list[dict[str, Any]], path: str | Path) -> Path:
             ax.grid(True, axis="y", alpha=0.3)
             if len(keys) == 2:
                 ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
-    return path

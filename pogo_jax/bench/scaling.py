@@ -112,12 +112,13 @@ def run_scaling(sizes: tuple[int, ...] = DEFAULT_SIZES, k: int = 64) -> dict[str
 
 def plot_scaling(study: dict[str, Any], path) -> Any:  # noqa: ANN001 - str | Path
     """Three log-log panels of measured points: commit time, proof bytes, light-verify time."""
-    from pathlib import Path
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from pogo_jax.plotting import save_png
 
     rows = study["sizes"]
     n = [r["n_params"] for r in rows]
@@ -137,11 +138,6 @@ def plot_scaling(study: dict[str, Any], path) -> Any:  # noqa: ANN001 - str | Pa
                          fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
-    return path
