@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from pogo_jax import quant
 from pogo_jax.config import Config, config_from_dict
@@ -38,6 +39,16 @@ class BlockQuantState(NamedTuple):
     residual: dict[str, jax.Array]
 
 
+def replicated_key(key: jax.Array, params: dict[str, jax.Array]) -> jax.Array:
+    """Place the PRNG key replicated on the params' mesh, as ``_finish`` returns it: otherwise the
+    first block's key (no mesh) and later ones (on the mesh) are different jit inputs and the
+    block finish compiles twice."""
+    sh = next((v.sharding for v in params.values() if isinstance(v, jax.Array)), None)
+    if isinstance(sh, NamedSharding):
+        return jax.device_put(key, NamedSharding(sh.mesh, PartitionSpec()))
+    return key
+
+
 def init_block_state(params: dict[str, jax.Array], seed: int) -> BlockQuantState:
     """Zero residual with the parameters' shapes (and shardings, for placed arrays)."""
 
@@ -45,7 +56,7 @@ def init_block_state(params: dict[str, jax.Array], seed: int) -> BlockQuantState
         z = jnp.zeros(p.shape, jnp.float32)
         return jax.device_put(z, p.sharding) if isinstance(p, jax.Array) else z
 
-    return BlockQuantState(jax.random.PRNGKey(seed), {k: zeros(v) for k, v in params.items()})
+    return BlockQuantState(replicated_key(jax.random.PRNGKey(seed), params), {k: zeros(v) for k, v in params.items()})
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "bits", "error_feedback"))

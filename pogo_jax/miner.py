@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pogo_jax import merkle, quant
-from pogo_jax.block import BlockQuantState, finish_block, init_block_state, make_trainer
+from pogo_jax.block import BlockQuantState, finish_block, init_block_state, make_trainer, replicated_key
 from pogo_jax.chain import ChainDir, file_sha256, load_state, save_state, state_root
 from pogo_jax.config import Config, config_from_dict
 from pogo_jax.data import check_data_root, load_dataset, n_eval_windows
@@ -166,7 +166,7 @@ class Miner:
         if not f.is_file():
             return init_block_state(params, self.cfg.train.seed + 1)
         with np.load(f, allow_pickle=False) as z:
-            key = jnp.asarray(z["__key__"])
+            key = replicated_key(jnp.asarray(z["__key__"]), params)
             res = {k: jax.device_put(jnp.asarray(z[k]), params[k].sharding) for k in params}
         return BlockQuantState(key, res)
 
