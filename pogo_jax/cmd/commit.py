@@ -66,6 +66,8 @@ def _item_dir(path: str) -> str:
     steps = [d for d in os.listdir(path) if d.isdigit() and os.path.isdir(os.path.join(path, d))]
     if steps:  # a CheckpointManager directory: take the latest step
         return _item_dir(os.path.join(path, max(steps, key=int)))
+    if os.path.isdir(os.path.join(path, "checkpoints")):  # a `pogo train --out DIR` run directory
+        return _item_dir(os.path.join(path, "checkpoints"))
     items = [d for d in sorted(os.listdir(path)) if os.path.exists(os.path.join(path, d, "_METADATA"))]
     for name in PREFERRED_ITEMS:
         if name in items:
