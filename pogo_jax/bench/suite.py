@@ -96,7 +96,7 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
                 "mfu_vs_measured_matmul": mfu["enabled"]["mfu_vs_measured_matmul"],
             },
             "miner_train_only": {
-                "what": "the same block's training alone (Miner loop: host loss fetch every step)",
+                "what": "the same block's training alone (Miner loop: Trainer.train_steps, metrics read one step late)",
                 "tokens_per_s": miner_tps,
                 "mfu_vs_measured_matmul": mfu["miner_train_only"]["mfu_vs_measured_matmul"],
             },
