@@ -42,8 +42,15 @@ def device_info() -> dict[str, Any]:
 
 
 def command_line(prog: str, argv: Sequence[str] | None = None) -> str:
-    """The command that made a result, as a user would type it again."""
+    """The command that made a result, as a user would type it again.
+
+    ``prog`` may name a subcommand (``"pogo bench"``): it is not repeated from ``sys.argv``, and when
+    ``sys.argv`` is not a ``pogo`` command line at all (called in-process, e.g. from a test) only
+    ``prog`` is recorded rather than somebody else's arguments."""
     args = sys.argv[1:] if argv is None else list(argv)
+    sub = prog.split()[1:] if prog.startswith("pogo ") else []
+    if sub and argv is None:
+        args = args[len(sub):] if args[: len(sub)] == sub else []
     return " ".join([prog, *(shlex.quote(a) for a in args)])
 
 

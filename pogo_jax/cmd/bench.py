@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, expected a directory")
     cfg = load_config(args.config or default_config(jax.default_backend()), args.overrides)
-    res = run_bench(cfg, command_line("pogo"), quick=args.quick, k=args.k, block_steps=args.block_steps)
+    res = run_bench(cfg, command_line("pogo bench"), quick=args.quick, k=args.k, block_steps=args.block_steps)
     path = write_json(out / f"bench_{res['backend']}.json", res)
     tr, blk = res["train"], res["block"]
     print(f"{cfg.name} on {res['n_devices']}x {res['device_kind']}: "

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = _sizes(args.scaling_sizes) if args.scaling else None
     result = costs.run_costs(results, args.tokens, args.k, args.target_loss_drop, args.devices,
                              args.verifier_devices, curve, models, args.m)
-    result["command"] = command_line("pogo")
+    result["command"] = command_line("pogo costs")
     backend = result["measured"]["backend"]
     text = costs.markdown(result)
     print(text, end="")
