@@ -380,3 +380,20 @@ def test_pallas_kernel_matches_jnp_reference_in_interpret_mode():
     want = device.leaf_hashes(jnp.asarray(x), mh.TAG_QUPD, first)
     assert np.array_equal(np.asarray(got), np.asarray(want)), f"seed={seed}"
     assert sha256.digest_bytes(np.asarray(got)[4]) == ref_leaf(mh.TAG_QUPD, first + 4, x[4].tobytes())
+
+
+def test_commit_open_verify_param_openings_round_trip():
+    """The public API end to end: commit(params) -> open(...) -> verify_param_openings(root, layout, ...)."""
+    import numpy as np
+
+    from pogo_jax import merkle
+    from pogo_jax.verifier.openings import Opening, verify_param_openings
+
+    rng = np.random.default_rng()
+    params = {"a/w": rng.standard_normal((33, 70)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}
+    c = merkle.commit(params)
+    idx = [int(i) for i in rng.choice(c.n_leaves, size=2, replace=False)]
+    ops = merkle.open(params, c, idx)
+    assert verify_param_openings(c.root, c.layout, ops) == (True, "OK")
+    bad = Opening(ops[0].index, ops[0].n, bytes([ops[0].leaf[0] ^ 1]) + ops[0].leaf[1:], ops[0].path)
+    assert verify_param_openings(c.root, c.layout, [bad]) == (False, "BAD_PROOF")

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pogo_jax.verifier.merkle_host import HASH_BYTES, MAX_DEPTH, audit_path, leaf_header, tree_levels
+from pogo_jax.verifier.merkle_host import HASH_BYTES, MAX_DEPTH, TAG_PARAM, audit_path, leaf_header, tree_levels
 
 OK = "OK"
 INDEX_OUT_OF_RANGE = "INDEX_OUT_OF_RANGE"
@@ -78,6 +78,12 @@ def check_shape(op: object, n: int, leaf_len: int) -> str:
     if not all(isinstance(s, bytes) and len(s) == HASH_BYTES for s in op.path):
         return BAD_PROOF
     return OK
+
+
+def verify_param_openings(root: bytes, layout, openings: Sequence[Opening]) -> tuple[bool, str]:
+    """``verify_openings`` for a parameter tree described by its ``Layout`` (n and leaf length
+    from the layout, tag POGO-PARAM-v1): the issue's ``verify_openings(root, layout, openings)``."""
+    return verify_openings(root, TAG_PARAM, openings, layout.n_leaves, 4 * layout.leaf_size)
 
 
 def verify_openings(root: bytes, tag: bytes, openings: Sequence[Opening], n: int, leaf_len: int) -> tuple[bool, str]:
