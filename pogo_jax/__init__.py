@@ -1,6 +1,6 @@
 """pogo-jax: reference JAX implementation of PoGO (Proof of Gradient Optimization).
 
-Importing the package never imports jax: the host verifier (``pogo_jax.verifier``) and the
+Importing the package never imports jax: the byte rules (``pogo_jax.spec``) and the
 byte formats (``pogo_jax.protocol``) must run on CPU hosts with numpy + pycryptodome only.
 """
 

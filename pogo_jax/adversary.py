@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pogo_jax.miner import MinerHooks
-from pogo_jax.protocol.bundle import Bundle, LeafOpening
-from pogo_jax.protocol.header import Header, SignedHeader, sign_header
-from pogo_jax.protocol.keys import key_from_seed, public_bytes
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier import update as upd
-from pogo_jax.verifier.layout import Layout, from_leaves, to_leaves
-from pogo_jax.verifier.light import Policy
+from pogo_jax.roles.light import Policy
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.header import Header, SignedHeader, sign_header
+from pogo_jax.spec.keys import key_from_seed, public_bytes
+from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
 
 # ----------------------------------------------------------------------------------- state helpers
 
@@ -240,7 +240,7 @@ class WrongLayout(MinerHooks):
             lay = miner.layout
             other = Layout.from_shapes(lay.shapes(), lay.leaf_size // 2, lay.group_size)
             return replace(header, layout_hash=other.layout_hash())
-        from pogo_jax.data import compute_data_root
+        from pogo_jax.train.data import compute_data_root
 
         toks = np.asarray(miner.ds.tokens)
         return replace(header, data_root=compute_data_root(toks[: len(toks) // 2], miner.ds.shard_size))
@@ -329,7 +329,7 @@ class SyntheticBlock:
 
     def bundle(self, beacon: bytes, k: int, m: int, loss_prev: float = 2.0, loss_next: float = 1.875) -> Bundle:
         """The miner's signed answer to the challenge that ``beacon`` implies (honest prover)."""
-        from pogo_jax.protocol.challenge import make_challenge
+        from pogo_jax.spec.challenge import make_challenge
 
         h = self.signed.header
         ch = make_challenge(h.hash(), beacon, h.n_leaves, k, self.n_windows, m)

@@ -92,7 +92,7 @@ class LocalHashChainBeacon(Beacon):
     ) -> LocalHashChainBeacon:
         """Make a new chain from a random (or given, for tests) 32-byte secret. Files are written
         atomically; an existing beacon is kept unless ``force``."""
-        from pogo_jax.protocol.keys import write_secret_file
+        from pogo_jax.spec.keys import write_secret_file
 
         if not 1 <= length <= MAX_LENGTH:
             raise UserError(f"beacon length must be in [1, {MAX_LENGTH}], got {length}")

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pogo_jax.data import file_sha256  # noqa: F401 - re-exported for the roles
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_open
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier import update as upd
-from pogo_jax.verifier.layout import Layout, from_leaves, to_leaves
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
+from pogo_jax.train.data import file_sha256  # noqa: F401 - re-exported for the roles
 
 
 class ChainDir:

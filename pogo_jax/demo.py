@@ -23,8 +23,8 @@ from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.fullverify import StateCache, verify_full
 from pogo_jax.ledger import Ledger
-from pogo_jax.protocol.keys import load_private_pem, public_bytes
-from pogo_jax.roles import Verdict, attest, finalize, light_verify, read_bundle, reveal_beacon
+from pogo_jax.roles.chainops import Verdict, attest, finalize, light_verify, read_bundle, reveal_beacon
+from pogo_jax.spec.keys import load_private_pem, public_bytes
 
 
 @dataclass
@@ -121,7 +121,7 @@ def run_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[VerifierNo
 
 def adversary_key(chain: ChainDir, ledger: Ledger, name: str, stake: int):  # noqa: ANN201 - private key
     """A registered, unslashed miner key for the named adversary (a new one after each slashing)."""
-    from pogo_jax.protocol.keys import generate_key, save_private_pem
+    from pogo_jax.spec.keys import generate_key, save_private_pem
 
     i = 0
     while True:
@@ -146,7 +146,7 @@ def run_adversary_block(chain: ChainDir, ledger: Ledger, miner, verifiers: list[
     when the fault is attributable, see ``Ledger.report_invalid_header``), or verifiers attest and
     finalize decides (a light-tier fraud proof slashes at once, full-tier rejects by quorum)."""
     from pogo_jax.errors import Rejected
-    from pogo_jax.roles import report_refused_header
+    from pogo_jax.roles.chainops import report_refused_header
 
     h = ledger.tip()["height"] + 1
     stake0 = ledger.participant(miner.pub)["stake"]

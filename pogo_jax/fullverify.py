@@ -17,8 +17,8 @@ import numpy as np
 from pogo_jax.chain import ChainDir, apply_update_host, read_update, state_root, update_root
 from pogo_jax.config import config_from_dict
 from pogo_jax.errors import Rejected
-from pogo_jax.protocol.bundle import Bundle
-from pogo_jax.protocol.challenge import make_challenge
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.challenge import make_challenge
 
 
 @dataclass
@@ -41,7 +41,7 @@ class StateCache:
 
     def get(self, chain: ChainDir, ledger, height: int) -> tuple[dict[str, np.ndarray], bytes]:
         """The confirmed state at ``height``; the cache is used only if its root is the confirmed one."""
-        from pogo_jax.roles import confirmed_root, sync
+        from pogo_jax.roles.chainops import confirmed_root, sync
 
         if self.height != height or self.root != confirmed_root(ledger, height):
             self.arrays, self.root, self.height = sync(chain, ledger, height)
@@ -56,7 +56,7 @@ _EVALUATORS: dict[str, object] = {}
 
 def chain_evaluator(cfg_dict: dict):  # noqa: ANN201 - Evaluator
     """One jitted loss evaluator per chain config (compiled once per process)."""
-    from pogo_jax.evaluate import Evaluator
+    from pogo_jax.train.evaluate import Evaluator
 
     cfg = config_from_dict(cfg_dict)
     key = cfg.config_hash()
@@ -74,9 +74,9 @@ def verify_full(chain: ChainDir, ledger, bundle: Bundle, cache: StateCache | Non
 
 
 def _verify_full(chain: ChainDir, ledger, bundle: Bundle, cache: StateCache) -> FullResult:
-    from pogo_jax.data import n_eval_windows
-    from pogo_jax.roles import dataset_for
-    from pogo_jax.verifier.layout import Layout
+    from pogo_jax.roles.chainops import dataset_for
+    from pogo_jax.spec.layout import Layout
+    from pogo_jax.train.data import n_eval_windows
 
     t = {}
     h = bundle.header

@@ -19,16 +19,16 @@ from pogo_jax.config import Config
 from pogo_jax.errors import UserError
 from pogo_jax.ledger import Ledger
 from pogo_jax.protocol.finalize import Rules
-from pogo_jax.protocol.keys import generate_key, load_private_pem, public_bytes, save_private_pem
-from pogo_jax.verifier import update as upd
-from pogo_jax.verifier.layout import Layout
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem
+from pogo_jax.spec.layout import Layout
 
 
 def genesis_params(cfg: Config) -> dict[str, np.ndarray]:
     """Initialize the model from ``cfg.train.seed`` and flush it (PROTOCOL 3: genesis included)."""
     from flax import nnx
 
-    from pogo_jax.model import GPT, param_dict
+    from pogo_jax.train.model import GPT, param_dict
 
     model = GPT(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
     return {k: upd.flush(np.asarray(v, dtype=np.float32)) for k, v in param_dict(model).items()}
@@ -51,7 +51,7 @@ def ensure_keys(chain: ChainDir, n_verifiers: int) -> tuple[Path, list[Path]]:
 def create_chain(out: str | Path, cfg: Config, miner_key: Path | None = None,
                  verifier_keys: list[Path] | None = None) -> tuple[ChainDir, Ledger]:
     """Write genesis, beacon and ledger into ``out``; refuse to touch an existing ledger."""
-    from pogo_jax.data import load_dataset, n_eval_windows
+    from pogo_jax.train.data import load_dataset, n_eval_windows
 
     chain = ChainDir(out)
     if chain.ledger.exists():

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pogo_jax.beacon import LocalHashChainBeacon
 from pogo_jax.errors import Rejected, UserError
-from pogo_jax.protocol.attestation import SignedAttestation
 from pogo_jax.protocol.finalize import Outcome, Rules, decide, slashed_amount
-from pogo_jax.protocol.header import SignedHeader
+from pogo_jax.spec.attestation import SignedAttestation
+from pogo_jax.spec.header import SignedHeader
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x504F474F  # "POGO"

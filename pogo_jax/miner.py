@@ -27,21 +27,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pogo_jax import merkle, quant
-from pogo_jax.block import BlockQuantState, finish_block, init_block_state, make_trainer, replicated_key
 from pogo_jax.chain import ChainDir, file_sha256, load_state, save_state, state_root
+from pogo_jax.commit import merkle, quant
+from pogo_jax.commit.block import BlockQuantState, finish_block, init_block_state, make_trainer, replicated_key
 from pogo_jax.config import Config, config_from_dict
-from pogo_jax.data import check_data_root, load_dataset, n_eval_windows
 from pogo_jax.errors import UserError
-from pogo_jax.evaluate import Evaluator
 from pogo_jax.fsutil import atomic_open, atomic_write_bytes
 from pogo_jax.ledger import Ledger
-from pogo_jax.protocol.bundle import Bundle, LeafOpening
-from pogo_jax.protocol.challenge import make_challenge
-from pogo_jax.protocol.header import Header, SignedHeader, sign_header
-from pogo_jax.protocol.keys import public_bytes
-from pogo_jax.verifier.layout import Layout
-from pogo_jax.verifier.merkle_host import TAG_PARAM, TAG_QUPD
+from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.challenge import make_challenge
+from pogo_jax.spec.header import Header, SignedHeader, sign_header
+from pogo_jax.spec.keys import public_bytes
+from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.merkle import TAG_PARAM, TAG_QUPD
+from pogo_jax.train.data import check_data_root, load_dataset, n_eval_windows
+from pogo_jax.train.evaluate import Evaluator
 
 
 class MinerHooks:
@@ -143,7 +143,7 @@ class Miner:
             arrays = load_state(f, self.layout)
             if state_root(arrays, self.layout).hex() == root_hex:
                 return arrays
-        from pogo_jax.roles import sync
+        from pogo_jax.roles.chainops import sync
 
         arrays, _, _ = sync(self.chain, self.ledger, height)
         return arrays
@@ -151,7 +151,7 @@ class Miner:
     @property
     def trainer(self):  # noqa: ANN201 - train.Trainer
         if self._trainer is None:
-            from pogo_jax import checkpoint
+            from pogo_jax.train import checkpoint
 
             self._trainer = make_trainer(self.cfg)
             ckdir = self.work / "trainer"
@@ -171,7 +171,7 @@ class Miner:
         return BlockQuantState(key, res)
 
     def _save_private(self) -> None:
-        from pogo_jax import checkpoint
+        from pogo_jax.train import checkpoint
 
         t = self.trainer
         mngr = checkpoint.open_manager(self.work / "trainer", 2)
@@ -196,7 +196,7 @@ class Miner:
 
         from pogo_jax.chain import state_root
         from pogo_jax.config import DataConfig
-        from pogo_jax.verifier import update as upd
+        from pogo_jax.spec import update as upd
 
         init_from, data_path = Path(init_from), Path(data_path)
         ds = load_dataset(DataConfig(path=str(data_path)), verify=True)
@@ -230,7 +230,7 @@ class Miner:
             return load_state(path, self.layout)
         if not path.is_dir():
             raise UserError(f"checkpoint {path} does not exist (give an orbax directory or an .npz)")
-        from pogo_jax import checkpoint
+        from pogo_jax.train import checkpoint
 
         if (path / "checkpoints").is_dir():  # a `pogo train --out DIR` directory
             path = path / "checkpoints"

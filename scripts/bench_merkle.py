@@ -32,7 +32,7 @@ def main() -> None:
     n_leaves = args.leaves or (1024 if args.quick else 121_600)
     unrolls = [int(u) for u in args.unrolls.split(",")]
 
-    from pogo_jax.merkle import device
+    from pogo_jax.commit import device
 
     info = device_info()
     res = {

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def update_bytes(q, layout) -> dict[str, float]:
     """Sizes of one 4-bit update in the wire format and three compressed forms."""
-    from pogo_jax import quant
+    from pogo_jax.commit import quant
 
     wire = quant.pack_update(q, layout)
     raw = wire.tobytes()
@@ -75,9 +75,9 @@ def nominal_bytes(layout, bits: int) -> int:
 
 def host_check(r, layout) -> bool:
     """theta_next == numpy apply(theta_prev, wire update), bit for bit (PROTOCOL 3)."""
-    from pogo_jax import quant
-    from pogo_jax.verifier import update as U
-    from pogo_jax.verifier.layout import to_leaves
+    from pogo_jax.commit import quant
+    from pogo_jax.spec import update as U
+    from pogo_jax.spec.layout import to_leaves
 
     exps, codes = U.unpack_leaves(quant.pack_update(r.q, layout), layout.leaf_size, layout.group_size)
     want = U.apply_leaves(to_leaves({k: np.asarray(v) for k, v in r.theta_prev.items()}, layout), exps, codes)
@@ -86,8 +86,8 @@ def host_check(r, layout) -> bool:
 
 
 def run_variant(name: str, cfg, ds, n_blocks: int, k: int, n_eval: int) -> dict:
-    from pogo_jax import block
-    from pogo_jax.train import Trainer
+    from pogo_jax.commit import block
+    from pogo_jax.train.step import Trainer
 
     spec = VARIANTS[name]
     t0 = time.perf_counter()
@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import jax
 
-    from pogo_jax import block, data
+    from pogo_jax.commit import block
     from pogo_jax.config import load_config
-    from pogo_jax.model import param_count, param_shapes
     from pogo_jax.plotting import plot_curves
-    from pogo_jax.verifier.layout import Layout
+    from pogo_jax.spec.layout import Layout
+    from pogo_jax.train import data
+    from pogo_jax.train.model import param_count, param_shapes
 
     base = load_config(args.config, args.overrides)
     steps = args.steps if args.steps is not None else base.train.steps

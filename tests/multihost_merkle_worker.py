@@ -22,7 +22,7 @@ def main() -> None:
     from jax.sharding import AxisType, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from pogo_jax import merkle
+    from pogo_jax.commit import merkle
 
     seed, s, g = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rng = np.random.default_rng(seed)  # same seed in both processes: same global values

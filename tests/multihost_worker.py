@@ -51,9 +51,9 @@ def mode_train(argv: list[str]) -> dict:
     import jax
     import numpy as np
 
-    from pogo_jax import checkpoint, data, sharding
     from pogo_jax.config import load_config
-    from pogo_jax.train import Trainer
+    from pogo_jax.train import checkpoint, data, sharding
+    from pogo_jax.train.step import Trainer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)

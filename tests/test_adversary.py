@@ -28,7 +28,7 @@ class World:
         from pogo_jax.demo import VerifierNode
         from pogo_jax.genesis import create_chain
         from pogo_jax.miner import Miner
-        from pogo_jax.protocol.keys import load_private_pem
+        from pogo_jax.spec.keys import load_private_pem
 
         self.cfg = load_config("tiny", SET)
         self.chain, self.ledger = create_chain(root / "chain", self.cfg)
@@ -116,8 +116,8 @@ def test_verbatim_replayed_header_is_refused_without_slashing_anyone(world: Worl
     """Re-sending the last confirmed block's signed header: refused at record, and since its
     signer is the honest miner who did nothing wrong, nobody is slashed."""
     from pogo_jax.errors import Rejected
-    from pogo_jax.protocol.header import SignedHeader
-    from pogo_jax.roles import chain_rules
+    from pogo_jax.roles.chainops import chain_rules
+    from pogo_jax.spec.header import SignedHeader
 
     led = world.ledger
     tip = led.tip()
@@ -137,7 +137,7 @@ def test_honest_miner_still_extends_the_chain_after_the_cheats(world: World) -> 
     assert all(v["verdict"] == "accept" for v in rec["verifiers"])
     # A newcomer's sync rebuilds exactly the miner's state: the slashed blocks left no trace in it.
     from pogo_jax.chain import load_state
-    from pogo_jax.roles import sync
+    from pogo_jax.roles.chainops import sync
 
     theta, _, _ = sync(world.chain, world.ledger)
     mine = load_state(world.miner.state_file(h + 1))
@@ -155,7 +155,7 @@ def test_tamper_with_k_below_n_is_caught_at_the_sampling_rate() -> None:
     from math import comb
 
     from pogo_jax.adversary import fresh_beacon
-    from pogo_jax.verifier.light import verify_light
+    from pogo_jax.roles.light import verify_light
 
     seed = int(np.random.default_rng().integers(2**31))
     n, k, bad, trials = 512, 16, 32, 300

@@ -12,14 +12,14 @@ import struct
 import pytest
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.attestation import (
+from pogo_jax.spec.attestation import (
     OBJECTIVE_REASONS,
     Attestation,
     SignedAttestation,
     sign_attestation,
 )
-from pogo_jax.protocol.header import HEADER_DOMAIN
-from pogo_jax.protocol.keys import generate_key, public_bytes, sign, verify_raw
+from pogo_jax.spec.header import HEADER_DOMAIN
+from pogo_jax.spec.keys import generate_key, public_bytes, sign, verify_raw
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_objective_flag(rng) -> None:
 
 
 def test_objective_reasons_match_light_verifier() -> None:
-    light = pytest.importorskip("pogo_jax.verifier.light")
+    light = pytest.importorskip("pogo_jax.roles.light")
     assert OBJECTIVE_REASONS == light.OBJECTIVE
 
 

@@ -84,7 +84,7 @@ def test_block_hash_beacon() -> None:
 def test_golden_chain_and_challenge(tmp_path) -> None:
     """The worked example of docs/protocol.md: beacon value 1 of a length-8 chain, and the challenge it
     gives for the golden header of tests/test_header.py."""
-    from pogo_jax.protocol.challenge import make_challenge
+    from pogo_jax.spec.challenge import make_challenge
 
     b = LocalHashChainBeacon.create(
         tmp_path / "b", length=8, secret=hashlib.sha256(b"pogo golden beacon secret").digest()

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pogo_jax import block, data, quant
+from pogo_jax.commit import block, quant
 from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
-from pogo_jax.verifier import update as U
-from pogo_jax.verifier.layout import Layout, to_leaves
+from pogo_jax.spec import update as U
+from pogo_jax.spec.layout import Layout, to_leaves
+from pogo_jax.train import data
 
 
 def host(tree) -> dict[str, np.ndarray]:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pogo_jax.protocol.bundle import Bundle
-from pogo_jax.verifier.light import Policy, verify_light
+from pogo_jax.roles.light import Policy, verify_light
+from pogo_jax.spec.bundle import Bundle
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLE = DOCS / "examples" / "block-000001.pogo"

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.challenge import (
+from pogo_jax.spec.challenge import (
     derive_seed,
     k_for_target,
     make_challenge,

@@ -20,10 +20,10 @@ from pogo_jax.beacon import LocalHashChainBeacon
 from pogo_jax.chain import ChainDir
 from pogo_jax.errors import Rejected, UserError
 from pogo_jax.ledger import Ledger
-from pogo_jax.protocol.attestation import Attestation, SignedAttestation, sign_attestation
 from pogo_jax.protocol.finalize import Rules
-from pogo_jax.protocol.keys import generate_key, public_bytes
-from pogo_jax.roles import Verdict, attest, finalize, light_verify, read_bundle
+from pogo_jax.roles.chainops import Verdict, attest, finalize, light_verify, read_bundle
+from pogo_jax.spec.attestation import Attestation, SignedAttestation, sign_attestation
+from pogo_jax.spec.keys import generate_key, public_bytes
 
 K, M = 8, 2
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pogo_jax import data
 from pogo_jax.cli import main
 from pogo_jax.config import DataConfig
 from pogo_jax.errors import UserError
+from pogo_jax.train import data
 
 
 @pytest.fixture
@@ -351,6 +351,6 @@ def test_cli_pack_and_info(tmp_path, rng, capsys):
 
 
 def test_data_modules_do_not_import_jax():
-    code = "import sys, pogo_jax.data, pogo_jax.cmd.data; sys.exit(1 if 'jax' in sys.modules else 0)"
+    code = "import sys, pogo_jax.train.data, pogo_jax.cmd.data; sys.exit(1 if 'jax' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 0

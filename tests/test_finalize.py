@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from pogo_jax.protocol.attestation import Attestation
 from pogo_jax.protocol.finalize import Rules, decide, slashed_amount
+from pogo_jax.spec.attestation import Attestation
 
 HH = bytes(range(32))
 

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _pack(root: Path, name: str, seed: int) -> Path:
     """A few tens of KB of text (the repo's own docs, shuffled by paragraph) packed with pogo data."""
-    from pogo_jax import data
+    from pogo_jax.train import data
 
     rng = np.random.default_rng(seed)
     paras = [p for f in sorted((REPO / "docs").glob("*.md")) for p in f.read_text().split("\n\n") if p.strip()]
@@ -45,7 +45,7 @@ class FT:
         from pogo_jax.demo import VerifierNode
         from pogo_jax.genesis import create_chain
         from pogo_jax.miner import Miner
-        from pogo_jax.protocol.keys import load_private_pem
+        from pogo_jax.spec.keys import load_private_pem
 
         self.root = root
         self.cfg = load_config("tiny", SET)
@@ -73,7 +73,7 @@ def _orbax_checkpoint(root: Path) -> Path:
     """What `pogo train` leaves: an orbax CheckpointManager directory (here an untrained model of
     another seed, so its state differs from the chain's genesis)."""
     from pogo_jax.config import load_config
-    from pogo_jax.train import Trainer
+    from pogo_jax.train.step import Trainer
 
     t = Trainer(load_config("tiny", [*SET, "train.seed=7"]))
     t.save(root / "ckpt" / "checkpoints")
@@ -83,8 +83,8 @@ def _orbax_checkpoint(root: Path) -> Path:
 def test_epoch_from_orbax_checkpoint_confirms_a_block_on_the_new_data(ft: FT) -> None:
     from pogo_jax.chain import state_root
     from pogo_jax.config import DataConfig
-    from pogo_jax.data import load_dataset, n_eval_windows
-    from pogo_jax.protocol.header import SignedHeader
+    from pogo_jax.spec.header import SignedHeader
+    from pogo_jax.train.data import load_dataset, n_eval_windows
 
     packed = _pack(ft.root, "a", 1)
     rec = ft.miner.start_epoch(_orbax_checkpoint(ft.root), packed)
@@ -108,7 +108,7 @@ def test_epoch_from_orbax_checkpoint_confirms_a_block_on_the_new_data(ft: FT) ->
 
 def test_second_epoch_from_npz_and_sync_follows_epochs(ft: FT) -> None:
     from pogo_jax.chain import load_state, save_state
-    from pogo_jax.roles import sync
+    from pogo_jax.roles.chainops import sync
 
     theta, _, _ = sync(ft.chain, ft.ledger)
     npz = ft.root / "half.npz"

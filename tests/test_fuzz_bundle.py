@@ -35,9 +35,9 @@ import pytest
 
 from pogo_jax.adversary import fresh_beacon, synthetic_block
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.bundle import BUNDLE_DOMAIN, SIG_BYTES, Bundle
-from pogo_jax.protocol.keys import sign
-from pogo_jax.verifier.light import verify_light
+from pogo_jax.roles.light import verify_light
+from pogo_jax.spec.bundle import BUNDLE_DOMAIN, SIG_BYTES, Bundle
+from pogo_jax.spec.keys import sign
 
 N_MUTATIONS = 10_500
 TRACED = 600  # mutations run under tracemalloc (slower), drawn at random
@@ -331,8 +331,8 @@ def test_gpu_produced_bundle_is_accepted_on_cpu_and_survives_fuzzing(tmp_path) -
     bundle is fuzzed like the synthetic ones. Run: POGO_TEST_PLATFORMS=cuda,cpu pytest -m gpu."""
     from pogo_jax.chain import ChainDir
     from pogo_jax.ledger import Ledger
-    from pogo_jax.protocol.keys import load_private_pem
-    from pogo_jax.roles import policy_for
+    from pogo_jax.roles.chainops import policy_for
+    from pogo_jax.spec.keys import load_private_pem
 
     out = tmp_path / "gpu-chain"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

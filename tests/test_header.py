@@ -11,8 +11,8 @@ import random
 import pytest
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.header import Header, SignedHeader, sign_header
-from pogo_jax.protocol.keys import generate_key, key_from_seed, public_bytes, verify_raw
+from pogo_jax.spec.header import Header, SignedHeader, sign_header
+from pogo_jax.spec.keys import generate_key, key_from_seed, public_bytes, verify_raw
 
 HASHES = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "root_next", "root_q")
 

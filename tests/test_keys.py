@@ -10,7 +10,7 @@ from Crypto.PublicKey import ECC
 
 from pogo_jax.cli import main
 from pogo_jax.errors import UserError
-from pogo_jax.protocol.keys import (
+from pogo_jax.spec.keys import (
     generate_key,
     key_from_seed,
     load_private_pem,

@@ -14,10 +14,10 @@ import pytest
 from pogo_jax.beacon import LocalHashChainBeacon
 from pogo_jax.errors import Rejected, UserError
 from pogo_jax.ledger import Ledger
-from pogo_jax.protocol.attestation import Attestation, SignedAttestation, sign_attestation
 from pogo_jax.protocol.finalize import Rules
-from pogo_jax.protocol.header import Header, SignedHeader, sign_header
-from pogo_jax.protocol.keys import generate_key, public_bytes
+from pogo_jax.spec.attestation import Attestation, SignedAttestation, sign_attestation
+from pogo_jax.spec.header import Header, SignedHeader, sign_header
+from pogo_jax.spec.keys import generate_key, public_bytes
 
 RULES = Rules(block_reward=10)
 
@@ -438,10 +438,10 @@ def test_protocol_modules_never_import_jax() -> None:
     mods = [
         "pogo_jax.ledger",
         "pogo_jax.beacon",
-        "pogo_jax.protocol.keys",
-        "pogo_jax.protocol.header",
-        "pogo_jax.protocol.challenge",
-        "pogo_jax.protocol.attestation",
+        "pogo_jax.spec.keys",
+        "pogo_jax.spec.header",
+        "pogo_jax.spec.challenge",
+        "pogo_jax.spec.attestation",
         "pogo_jax.protocol.finalize",
         "pogo_jax.cmd.keygen",
     ]

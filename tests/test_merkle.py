@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pogo_jax import merkle
-from pogo_jax.merkle import device, sha256
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier.layout import Layout
-from pogo_jax.verifier.openings import Opening, verify_openings
+from pogo_jax.commit import device, merkle, sha256
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.merkle import Opening, verify_openings
 
 S, G = 64, 16  # small leaves keep the compiled programs small; the code is the same for S=1024
 
@@ -183,7 +182,7 @@ def test_every_opening_verifies_and_every_flip_is_rejected(n):
     assert verify_openings(root, tag, ops, n, leaf_len) == (True, "OK"), seed
     for op in ops[:: max(1, n // 9)]:
         assert verify_openings(root, tag, [op], n, leaf_len) == (True, "OK")
-        assert mh.verify_path(root, mh.leaf_hash(tag, op.index, op.leaf), op.index, n, list(op.path))
+        assert mh.verify_inclusion(root, mh.leaf_hash(tag, op.index, op.leaf), op.index, n, list(op.path))
         bad = [op.__class__(op.index, op.n, _flip(op.leaf, int(rng.integers(8 * leaf_len))), op.path)]
         assert verify_openings(root, tag, bad, n, leaf_len) == (False, "BAD_PROOF"), seed
         for k in range(len(op.path)):
@@ -313,8 +312,8 @@ def test_worked_example_golden_values():
 def test_verifier_and_host_commit_do_not_import_jax():
     code = (
         "import sys, numpy as np\n"
-        "from pogo_jax.verifier.openings import verify_openings\n"
-        "from pogo_jax.merkle import host_commit\n"
+        "from pogo_jax.spec.merkle import verify_openings\n"
+        "from pogo_jax.commit.merkle import host_commit\n"
         "r, _ = host_commit({'x': np.ones(3, np.float32)})\n"
         "assert 'jax' not in sys.modules, 'jax imported'\n"
         "print(r.hex())\n"
@@ -371,7 +370,7 @@ def test_layout_manifest_roundtrip_for_commitment():
 
 
 def test_pallas_kernel_matches_jnp_reference_in_interpret_mode():
-    from pogo_jax.merkle import pallas_sha256
+    from pogo_jax.commit import pallas_sha256
 
     seed = int(np.random.SeedSequence().entropy % 2**32)
     x = np.random.default_rng(seed).integers(0, 2**32, size=(5, 132), dtype=np.uint32)  # 528-byte leaves
@@ -386,8 +385,8 @@ def test_commit_open_verify_param_openings_round_trip():
     """The public API end to end: commit(params) -> open(...) -> verify_param_openings(root, layout, ...)."""
     import numpy as np
 
-    from pogo_jax import merkle
-    from pogo_jax.verifier.openings import Opening, verify_param_openings
+    from pogo_jax.commit import merkle
+    from pogo_jax.spec.merkle import Opening, verify_param_openings
 
     rng = np.random.default_rng()
     params = {"a/w": rng.standard_normal((33, 70)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from multihost_harness import run_two_process
 
-from pogo_jax import merkle
+from pogo_jax.commit import merkle
 
 WORKER = Path(__file__).resolve().parent / "multihost_merkle_worker.py"
 

@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pogo_jax import merkle
+from pogo_jax.commit import merkle
 
 S, G = 64, 16
 SHAPES = {

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pogo_jax import model as M
 from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
-from pogo_jax.train import loss_fn
+from pogo_jax.train import model as M
+from pogo_jax.train.step import loss_fn
 
 _fwd = nnx.jit(lambda m, x: m(x))
 _loss = nnx.jit(loss_fn)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from multihost_harness import run_two_process
 
-from pogo_jax import data, sharding
 from pogo_jax.config import load_config
-from pogo_jax.train import Trainer
+from pogo_jax.train import data, sharding
+from pogo_jax.train.step import Trainer
 
 
 @pytest.mark.multiprocess

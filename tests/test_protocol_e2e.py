@@ -149,9 +149,9 @@ def test_bad_bundles_get_documented_exit_codes(one_block, tmp_path, case):
 def test_header_signed_by_wrong_key_is_rejected(one_block, tmp_path):
     import dataclasses
 
-    from pogo_jax.protocol.bundle import Bundle
-    from pogo_jax.protocol.header import HEADER_DOMAIN, SignedHeader
-    from pogo_jax.protocol.keys import generate_key, sign
+    from pogo_jax.spec.bundle import Bundle
+    from pogo_jax.spec.header import HEADER_DOMAIN, SignedHeader
+    from pogo_jax.spec.keys import generate_key, sign
 
     b = Bundle.from_bytes(one_block["bundle"].read_bytes())
     # The honest header, signed by a key that is not its miner_key.

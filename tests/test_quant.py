@@ -11,9 +11,9 @@ import optax
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from pogo_jax import quant
-from pogo_jax.verifier import update as U
-from pogo_jax.verifier.layout import Layout, from_leaves, to_leaves
+from pogo_jax.commit import quant
+from pogo_jax.spec import update as U
+from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
 
 S, G = 1024, 64
 SHAPES = {"emb": (96, 128), "blocks/0/w": (128, 3, 70), "blocks/0/b": (70,), "scale": (), "odd": (5, 7)}

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pogo_jax.merkle import sha256
+from pogo_jax.commit import sha256
 
 # FIPS 180-4 / NIST CSHS examples (one block, empty, two blocks of 448 bits, 896-bit message)
 FIPS = {

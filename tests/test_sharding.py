@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from pogo_jax import data, sharding
 from pogo_jax.config import MeshConfig, load_config
 from pogo_jax.errors import UserError
-from pogo_jax.train import Trainer
+from pogo_jax.train import data, sharding
+from pogo_jax.train.step import Trainer
 
 
 def test_make_mesh_sizes_and_errors():

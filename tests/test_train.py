@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pogo_jax import checkpoint, data, sharding
 from pogo_jax.cli import main
 from pogo_jax.config import load_config
 from pogo_jax.plotting import plot_curves
-from pogo_jax.train import Trainer, eval_loss, loss_fn
+from pogo_jax.train import checkpoint, data, sharding
+from pogo_jax.train.step import Trainer, eval_loss, loss_fn
 
 REPO = Path(__file__).resolve().parent.parent
 

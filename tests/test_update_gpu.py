@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_update_rule import G, S, make_edge_case, make_random_case
 
-from pogo_jax.verifier import update as U
+from pogo_jax.spec import update as U
 
 pytestmark = pytest.mark.gpu
 
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.gpu
 def gpu_apply(theta: np.ndarray, exps: np.ndarray, codes: np.ndarray) -> np.ndarray:
     import jax
 
-    from pogo_jax import quant
-    from pogo_jax.verifier.layout import Layout
+    from pogo_jax.commit import quant
+    from pogo_jax.spec.layout import Layout
 
     gpu = jax.devices("gpu")[0]
     layout = Layout.from_shapes({"w": (theta.shape[0], S)}, S, G)

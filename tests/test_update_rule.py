@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pogo_jax.errors import Rejected
-from pogo_jax.verifier import update as U
-from pogo_jax.verifier.layout import Layout, from_leaves, to_leaves
+from pogo_jax.spec import update as U
+from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
 
 S, G = 1024, 64
 F32_MIN_NORMAL = np.float32(2.0**-126)
@@ -85,7 +85,7 @@ def device_apply(theta: np.ndarray, exps: np.ndarray, codes: np.ndarray, sharded
     """Run ``quant.apply_update`` (jitted) on leaf-shaped inputs viewed as one (n, S) tensor."""
     import jax
 
-    from pogo_jax import quant
+    from pogo_jax.commit import quant
 
     n = theta.shape[0]
     layout = Layout.from_shapes({"w": (n, S)}, S, G)
@@ -160,7 +160,7 @@ def test_nonfinite_rejected():
         assert ei.value.code == "NONFINITE"
         import jax.numpy as jnp
 
-        from pogo_jax import quant
+        from pogo_jax.commit import quant
 
         assert not bool(quant.all_finite({"w": jnp.asarray(device_apply(t, exps, codes))}))
 
@@ -171,7 +171,7 @@ def test_fma_contraction_cannot_change_bits():
     import jax
     import jax.numpy as jnp
 
-    from pogo_jax import quant
+    from pogo_jax.commit import quant
 
     seed = int.from_bytes(os.urandom(4), "little")
     theta, exps, codes = make_random_case(seed, n=4)
@@ -326,5 +326,5 @@ def test_flush_by_bits():
 
 
 def test_update_module_does_not_import_jax():
-    code = "import sys, pogo_jax.verifier.update; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, pogo_jax.spec.update; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

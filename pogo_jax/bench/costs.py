@@ -65,8 +65,8 @@ def sizes(n_params: int, n_leaves: int, k: int, leaf_size: int = 1024, group_siz
 def model_layout(name: str) -> tuple[Any, Any]:
     """(Config, Layout) of a config name or path; shapes from ``model.param_shapes`` (no allocation)."""
     from pogo_jax.config import load_config
-    from pogo_jax.model import param_shapes
-    from pogo_jax.verifier.layout import Layout
+    from pogo_jax.spec.layout import Layout
+    from pogo_jax.train.model import param_shapes
 
     cfg = load_config(name)
     return cfg, Layout.from_shapes(param_shapes(cfg.model), cfg.pogo.leaf_size, cfg.pogo.group_size)
@@ -252,7 +252,7 @@ def run_costs(results_path: str | Path, tokens: float, k: int, target_drop: floa
               verifier_devices: int, curve_path: str | Path | None, models: tuple[str, ...] = LARGE_MODELS,
               m_windows: int = 8) -> dict[str, Any]:
     """The full ``pogo costs`` result: inputs, assumptions and one table per model."""
-    from pogo_jax.model import flops_per_token
+    from pogo_jax.train.model import flops_per_token
 
     if tokens <= 0 or k < 1 or devices < 1 or verifier_devices < 1 or m_windows < 1:
         raise UserError("--tokens, --k, --devices, --verifier-devices and --m must be positive")

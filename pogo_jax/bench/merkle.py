@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.bench.common import REPO, timed
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier.openings import Opening, verify_openings, verify_paths
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec.merkle import Opening, verify_openings
 
 CUDA_CEILING_GBS = 710.0
 
@@ -26,7 +26,7 @@ def model_shapes(size: str) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of tiny, small, 124m (gpt2-124m) or 1b (GPT-3 XL dimensions)."""
     from pogo_jax.config import load_config
     from pogo_jax.errors import UserError
-    from pogo_jax.model import param_shapes
+    from pogo_jax.train.model import param_shapes
 
     if size in ("tiny", "small", "124m"):
         cfg = load_config(REPO / "configs" / ("gpt2-124m.toml" if size == "124m" else f"{size}.toml")).model
@@ -43,7 +43,7 @@ def bench_leaf_hashing(n_leaves: int, unrolls: list[int], repeats: int, variants
     import jax
     import jax.numpy as jnp
 
-    from pogo_jax.merkle import device
+    from pogo_jax.commit import device
 
     words = jax.random.bits(jax.random.key(0), (n_leaves, 1024), jnp.uint32)
     nbytes = n_leaves * 4096
@@ -68,10 +68,10 @@ def bench_pallas(n_leaves: int, repeats: int) -> dict | None:
     import jax
     import jax.numpy as jnp
 
-    from pogo_jax.merkle import device
+    from pogo_jax.commit import device
 
     try:
-        from pogo_jax.merkle import pallas_sha256  # optional fast path
+        from pogo_jax.commit import pallas_sha256  # optional fast path
     except ImportError:
         return None
     if jax.default_backend() == "cpu":  # interpret mode only: checked in tests, not worth timing
@@ -97,8 +97,7 @@ def random_params(shapes: dict[str, tuple[int, ...]], seed: int = 1) -> dict[str
 def bench_commit(size: str, repeats: int, shapes: dict[str, tuple[int, ...]] | None = None,
                  trees: tuple[str, ...] = ("host", "device")) -> dict:
     """End-to-end ``merkle.commit`` of a random state: host and device tree reduction, leaf hashing alone."""
-    from pogo_jax import merkle
-    from pogo_jax.merkle import device
+    from pogo_jax.commit import device, merkle
 
     shapes = model_shapes(size) if shapes is None else shapes
     params = random_params(shapes)
@@ -141,11 +140,11 @@ def bench_host(quick: bool) -> dict:
     idx = rng.choice(n_leaves, size=k, replace=False)
     items = [(digests[i], int(i), mh.audit_path(levels, int(i))) for i in idx]
     t = time.perf_counter()
-    assert verify_paths(root, items, n_leaves)
+    assert mh.verify_inclusions(root, items, n_leaves)
     batched = k / (time.perf_counter() - t)
     t = time.perf_counter()
     for h, i, p in items[: k // 4]:
-        assert mh.verify_path(root, h, i, n_leaves, p)
+        assert mh.verify_inclusion(root, h, i, n_leaves, p)
     single = (k // 4) / (time.perf_counter() - t)
 
     # full openings: 4 KiB leaf bytes hashed too (what a light verifier does per challenged leaf)

@@ -41,8 +41,8 @@ def bench_config(cfg: Config, k: int, block_steps: int | None) -> Config:
 
 def _block(chain, ledger, miner, verifiers, cache, light_repeats: int) -> dict[str, Any]:
     from pogo_jax.fullverify import verify_full
-    from pogo_jax.roles import Verdict, attest, finalize, policy_for, read_bundle, reveal_beacon
-    from pogo_jax.verifier.light import verify_light
+    from pogo_jax.roles.chainops import Verdict, attest, finalize, policy_for, read_bundle, reveal_beacon
+    from pogo_jax.roles.light import verify_light
 
     t0 = time.perf_counter()
     mined = miner.mine()
@@ -104,7 +104,7 @@ def run_protocol(cfg: Config, workdir: str | Path, k: int = 64, block_steps: int
     from pogo_jax.fullverify import StateCache
     from pogo_jax.genesis import create_chain
     from pogo_jax.miner import Miner
-    from pogo_jax.protocol.keys import load_private_pem
+    from pogo_jax.spec.keys import load_private_pem
 
     cfg = bench_config(cfg, k, block_steps)
     workdir = Path(workdir)

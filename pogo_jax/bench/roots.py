@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier import update as upd
-from pogo_jax.verifier.layout import Layout, from_leaves, to_leaves
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
 
 ROOTS_SEED = 20240607
 ROOTS_SHAPES: dict[str, tuple[int, ...]] = {
@@ -65,7 +65,7 @@ def device_roots() -> dict[str, str]:
     """The same roots on the current jax backend: device apply rule, device packing and hashing."""
     import jax.numpy as jnp
 
-    from pogo_jax import merkle, quant
+    from pogo_jax.commit import merkle, quant
 
     layout, theta, exps, codes = fixed_inputs()
     s, g = LEAF_SIZE, GROUP_SIZE

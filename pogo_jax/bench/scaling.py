@@ -32,14 +32,14 @@ def measure_size(n: int, k: int = 64, repeats: int = 3) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from pogo_jax import merkle, quant
-    from pogo_jax.protocol.bundle import Bundle, LeafOpening
-    from pogo_jax.protocol.challenge import make_challenge
-    from pogo_jax.protocol.header import Header, sign_header
-    from pogo_jax.protocol.keys import key_from_seed, public_bytes
-    from pogo_jax.verifier.layout import Layout
-    from pogo_jax.verifier.light import Policy, verify_light
-    from pogo_jax.verifier.merkle_host import TAG_QUPD
+    from pogo_jax.commit import merkle, quant
+    from pogo_jax.roles.light import Policy, verify_light
+    from pogo_jax.spec.bundle import Bundle, LeafOpening
+    from pogo_jax.spec.challenge import make_challenge
+    from pogo_jax.spec.header import Header, sign_header
+    from pogo_jax.spec.keys import key_from_seed, public_bytes
+    from pogo_jax.spec.layout import Layout
+    from pogo_jax.spec.merkle import TAG_QUPD
 
     shapes = shapes_for(n)
     layout = Layout.from_shapes(shapes)

@@ -30,8 +30,8 @@ def default_config(backend: str) -> str:
 def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: int | None = None,
               workdir: str | Path | None = None) -> dict[str, Any]:  # noqa: ANN001 - Config
     """All measurements for ``cfg`` on this backend; ``quick`` shrinks every size (tests, smoke runs)."""
-    from pogo_jax.merkle import device
-    from pogo_jax.model import param_shapes
+    from pogo_jax.commit import device
+    from pogo_jax.train.model import param_shapes
 
     t_start = time.perf_counter()
     info = device_info()

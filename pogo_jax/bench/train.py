@@ -100,9 +100,9 @@ def bench_train_step(cfg, steps: int, warmup: int) -> dict[str, Any]:  # noqa: A
     import jax
     import numpy as np
 
-    from pogo_jax import data
-    from pogo_jax.model import flops_per_token, param_count
-    from pogo_jax.train import Trainer
+    from pogo_jax.train import data
+    from pogo_jax.train.model import flops_per_token, param_count
+    from pogo_jax.train.step import Trainer
 
     ds = data.load_dataset(cfg.data)
     t0 = time.perf_counter()

@@ -27,6 +27,6 @@ def open_chain(path: Path | None):  # noqa: ANN201 - (ChainDir, Ledger)
 
 
 def load_key(path: Path):  # noqa: ANN201 - private key
-    from pogo_jax.protocol.keys import load_private_pem
+    from pogo_jax.spec.keys import load_private_pem
 
     return load_private_pem(path)

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.roles import Verdict, attest, light_verify, read_bundle
+    from pogo_jax.roles.chainops import Verdict, attest, light_verify, read_bundle
 
     chain, ledger = open_chain(args.chain)
     key = load_key(args.key)

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.roles import reveal_beacon
+    from pogo_jax.roles.chainops import reveal_beacon
 
     chain, ledger = open_chain(args.chain)
     print(reveal_beacon(chain, ledger, args.height).hex())

@@ -82,7 +82,7 @@ def load_orbax(path: str) -> dict[str, Any]:
     import jax
     import orbax.checkpoint as ocp
 
-    from pogo_jax.merkle import flatten_params
+    from pogo_jax.commit.merkle import flatten_params
 
     item = _item_dir(os.path.abspath(path))
     ck = ocp.StandardCheckpointer()
@@ -121,21 +121,21 @@ def load_params(path: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.verifier.layout import Layout
+    from pogo_jax.spec.layout import Layout
 
     s, g = args.leaf_size, args.group_size
     if s <= 0 or g <= 0 or s % g or g % 2:
         raise UserError(f"--leaf-size ({s}) must be a positive multiple of an even --group-size ({g})")
     arrays = load_params(args.params)
     if args.host:
-        from pogo_jax.merkle import host_commit
+        from pogo_jax.commit.merkle import host_commit
 
         root, layout = host_commit({k: np.asarray(v) for k, v in arrays.items()}, s, g)
         backend = "host"
     else:
         import jax
 
-        from pogo_jax.merkle import commit
+        from pogo_jax.commit.merkle import commit
 
         c = commit({k: jax.numpy.asarray(v) for k, v in arrays.items()}, s, g)
         root, layout, backend = c.root, c.layout, jax.default_backend()

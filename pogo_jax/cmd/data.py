@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax import data
     from pogo_jax.config import DataConfig
+    from pogo_jax.train import data
 
     if args.data_command == "pack":
         ds = data.pack(args.paths, args.out, shard_size=args.shard_size, eval_fraction=args.eval_fraction)

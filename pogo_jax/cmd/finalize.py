@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.roles import finalize
+    from pogo_jax.roles.chainops import finalize
 
     chain, ledger = open_chain(args.chain)
     out = finalize(chain, ledger, args.height)

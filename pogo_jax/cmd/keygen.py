@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.protocol.keys import generate_key, public_bytes, save_private_pem
+    from pogo_jax.spec.keys import generate_key, public_bytes, save_private_pem
 
     key = generate_key()
     save_private_pem(key, args.out, force=args.force)

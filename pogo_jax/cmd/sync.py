@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pogo_jax.chain import save_state
-    from pogo_jax.roles import sync
+    from pogo_jax.roles.chainops import sync
 
     chain, ledger = open_chain(args.chain)
     theta, root, h = sync(chain, ledger, args.to)

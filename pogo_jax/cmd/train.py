@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.distributed or os.environ.get("POGO_DISTRIBUTED", "") not in ("", "0"):
         jax.distributed.initialize()
-    from pogo_jax.train import train
+    from pogo_jax.train.step import train
 
     out = args.out if args.out is not None else Path("runs") / cfg.name
     summary = train(cfg, out)

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.roles import light_verify, read_bundle
+    from pogo_jax.roles.chainops import light_verify, read_bundle
 
     t0 = time.perf_counter()
     bundle = read_bundle(args.bundle)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pogo_jax.protocol.attestation import Attestation
+from pogo_jax.spec.attestation import Attestation
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
-from pogo_jax.merkle import sha256
-from pogo_jax.merkle.device import _split_index, header_prefix_words
-from pogo_jax.verifier.merkle_host import HEADER_BYTES
+from pogo_jax.commit import sha256
+from pogo_jax.commit.device import _split_index, header_prefix_words
+from pogo_jax.spec.merkle import HEADER_BYTES
 
 TILE = 128
 ROUNDS_PER_ITER = 8

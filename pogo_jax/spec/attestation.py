@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.encoding import (
+from pogo_jax.spec.encoding import (
     canonical,
     exact_keys,
     f32hex,
@@ -27,8 +27,8 @@ from pogo_jax.protocol.encoding import (
     hexbytes,
     parse_canonical,
 )
-from pogo_jax.protocol.header import HEADER_VERSION, MAX_HEIGHT, check_chain_id
-from pogo_jax.protocol.keys import PrivateKey, public_bytes, sign, verify_signature
+from pogo_jax.spec.header import HEADER_VERSION, MAX_HEIGHT, check_chain_id
+from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
 
 ATTEST_VERSION = HEADER_VERSION
 ATTEST_DOMAIN = b"pogo/attest/v1"

@@ -21,9 +21,9 @@ import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from pogo_jax.merkle import sha256
-from pogo_jax.verifier.layout import Layout
-from pogo_jax.verifier.merkle_host import HEADER_BYTES
+from pogo_jax.commit import sha256
+from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.merkle import HEADER_BYTES
 
 DEFAULT_UNROLL = 4  # rounds per loop iteration; see docs/merkle.md for the measurements
 

@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from pogo_jax import quant
+from pogo_jax.commit import quant
 from pogo_jax.config import Config, config_from_dict
 from pogo_jax.errors import UserError
-from pogo_jax.verifier.layout import Layout
+from pogo_jax.spec.layout import Layout
 
 
 class BlockQuantState(NamedTuple):
@@ -101,8 +101,8 @@ def override_config(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 def make_trainer(cfg: Config, mesh=None, seed: int | None = None):
     """A ``train.Trainer`` whose optax chain ends with the per-step quantizer in ``"step"`` mode."""
-    from pogo_jax.model import param_shapes
-    from pogo_jax.train import Trainer
+    from pogo_jax.train.model import param_shapes
+    from pogo_jax.train.step import Trainer
 
     p = cfg.pogo
     extra = None
@@ -128,7 +128,7 @@ class BlockMiner:
     """Runs PoGO blocks on a ``Trainer``: the committed state lives in ``theta`` (flushed genesis first)."""
 
     def __init__(self, cfg: Config, mesh=None, trainer: Any = None, seed: int | None = None):
-        from pogo_jax.model import param_shapes
+        from pogo_jax.train.model import param_shapes
 
         self.cfg = cfg
         p = cfg.pogo

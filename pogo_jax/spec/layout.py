@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.encoding import canonical, exact_keys, get_field, get_int
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int
 
 LAYOUT_VERSION = 1
 HASH_NAME = "sha256"

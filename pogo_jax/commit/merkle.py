@@ -4,7 +4,7 @@
 the leaf hashes on device, and reduces the tree on the host from the fetched leaf hashes (32 bytes
 per leaf): the host reduction needs no compilation and costs well under a second even for
 a 1B-parameter model (docs/merkle.md has the measurements); ``device.tree_root`` gives the same root
-on device. ``open`` builds RFC 9162 audit paths; ``pogo_jax.verifier.openings.verify_openings``
+on device. ``open`` builds RFC 9162 audit paths; ``pogo_jax.spec.merkle.verify_openings``
 checks them on a CPU host without jax.
 
 Importing this package does not import jax (``host_commit`` and ``flatten_params`` on plain dicts
@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pogo_jax.verifier import merkle_host
-from pogo_jax.verifier.layout import Layout, to_leaves
-from pogo_jax.verifier.merkle_host import TAG_DATA, TAG_PARAM, TAG_QUPD
-from pogo_jax.verifier.openings import Opening, make_openings, verify_openings
+from pogo_jax.spec import merkle as merkle_host
+from pogo_jax.spec.layout import Layout, to_leaves
+from pogo_jax.spec.merkle import TAG_DATA, TAG_PARAM, TAG_QUPD, Opening, make_openings, verify_openings
 
 if TYPE_CHECKING:
     import jax
@@ -92,7 +91,7 @@ def flatten_params(tree: Any) -> dict[str, Any]:
 
 
 def _device():
-    from pogo_jax.merkle import device
+    from pogo_jax.commit import device
 
     return device
 
@@ -123,7 +122,7 @@ def _finish_root(hashes: jax.Array, tree: str) -> bytes:
     if tree == "host":
         return _root_from_hashes(hashes)
     if tree == "device":
-        from pogo_jax.merkle.sha256 import digest_bytes
+        from pogo_jax.commit.sha256 import digest_bytes
 
         return digest_bytes(_device().to_host(_device().tree_root(hashes)))
     raise ValueError(f"tree must be 'host' or 'device', not {tree!r}")

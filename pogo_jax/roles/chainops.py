@@ -15,12 +15,12 @@ from pogo_jax.beacon import LocalHashChainBeacon
 from pogo_jax.chain import ChainDir, apply_update_host, load_state, read_update, state_root, update_root
 from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.ledger import Ledger
-from pogo_jax.protocol.attestation import Attestation, sign_attestation
-from pogo_jax.protocol.bundle import Bundle
 from pogo_jax.protocol.finalize import Outcome, Rules
-from pogo_jax.protocol.header import SignedHeader
-from pogo_jax.verifier.layout import Layout
-from pogo_jax.verifier.light import OBJECTIVE, LightResult, Policy, verify_light
+from pogo_jax.roles.light import OBJECTIVE, LightResult, Policy, verify_light
+from pogo_jax.spec.attestation import Attestation, sign_attestation
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.header import SignedHeader
+from pogo_jax.spec.layout import Layout
 
 
 def chain_layout(ledger: Ledger) -> Layout:
@@ -41,7 +41,7 @@ def dataset_for(chain: ChainDir, ledger: Ledger, data_root: bytes):  # noqa: ANN
     """The dataset a block committed to: the chain's own (epoch 0, from the chain config) or a
     fine-tuning epoch's packed file inside the chain directory; its root is checked."""
     from pogo_jax.config import DataConfig, config_from_dict
-    from pogo_jax.data import check_data_root, load_dataset
+    from pogo_jax.train.data import check_data_root, load_dataset
 
     ep = next((e for e in reversed(ledger.epochs()) if e["data_root"] == data_root.hex()), None)
     if ep is None:
@@ -124,7 +124,7 @@ def attest(ledger: Ledger, key, bundle: Bundle, verdict: Verdict) -> bytes:
 
     A bundle whose signatures fail is not the miner's answer (anyone can corrupt a copy), so no
     verdict on it is signed: fetch the miner's own bundle instead."""
-    from pogo_jax.protocol.keys import public_bytes
+    from pogo_jax.spec.keys import public_bytes
 
     if not (bundle.signed_header.verify() and bundle.verify_signature()):
         raise UserError("the bundle's signatures do not verify: it is not the miner's answer; refusing to "

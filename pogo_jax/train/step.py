@@ -24,10 +24,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from pogo_jax import checkpoint, data, sharding
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
-from pogo_jax.model import GPT, abstract_model, check_flat, flatten_params, unflatten_like
+from pogo_jax.train import checkpoint, data, sharding
+from pogo_jax.train.model import GPT, abstract_model, check_flat, flatten_params, unflatten_like
 
 # ------------------------------------------------------------------------------------- optimizer
 

@@ -10,7 +10,7 @@ tensor's first value and ``S`` is a multiple of ``G``, so these are exactly the 
 When a tensor's last dimension is a multiple of ``G`` the groups are computed by splitting that
 axis, which keeps the tensor's sharding; otherwise the tensor is flattened and padded.
 
-``apply_update`` must give the same bits as ``pogo_jax.verifier.update.apply_leaves`` on every
+``apply_update`` must give the same bits as ``pogo_jax.spec.update.apply_leaves`` on every
 backend: ``2**e`` is built from its bits, ``c * 2**e`` is exact (so a fused multiply-add rounds
 exactly like a separate add, openxla/xla#41579 notwithstanding), and flushing works on the bit
 pattern because XLA:CPU flushes subnormals while NVIDIA GPUs keep them.
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pogo_jax.verifier import update as host
-from pogo_jax.verifier.layout import Layout
+from pogo_jax.spec import update as host
+from pogo_jax.spec.layout import Layout
 
 E_MIN = host.E_MIN
 E_MAX = host.E_MAX

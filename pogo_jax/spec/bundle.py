@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass, replace
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.encoding import (
+from pogo_jax.spec.encoding import (
     canonical,
     exact_keys,
     f32hex,
@@ -42,9 +42,9 @@ from pogo_jax.protocol.encoding import (
     hexbytes,
     parse_canonical,
 )
-from pogo_jax.protocol.header import SignedHeader
-from pogo_jax.protocol.keys import PrivateKey, public_bytes, sign, verify_signature
-from pogo_jax.verifier.layout import Layout
+from pogo_jax.spec.header import SignedHeader
+from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
+from pogo_jax.spec.layout import Layout
 
 MAGIC = b"POGOBNDL"
 BUNDLE_VERSION = 2

@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from pogo_jax import data
 from pogo_jax.config import Config
-from pogo_jax.model import abstract_model, check_flat, unflatten_like
-from pogo_jax.train import _eval_pure
+from pogo_jax.train import data
+from pogo_jax.train.model import abstract_model, check_flat, unflatten_like
+from pogo_jax.train.step import _eval_pure
 
 
 class Evaluator:
@@ -36,6 +36,6 @@ class Evaluator:
 
 
 def _flat(tree) -> dict:
-    from pogo_jax.model import flatten_params
+    from pogo_jax.train.model import flatten_params
 
     return flatten_params(tree)

@@ -13,7 +13,7 @@ Packed format (version 1; ``_write_packed`` is the only writer, ``_read_packed``
     offset 0   8 bytes   magic b"POGODATA"
     offset 8   uint32 LE format version (DATA_FORMAT_VERSION)
     offset 12  uint64 LE manifest length m (<= 1 MiB)
-    offset 20  m bytes   manifest, canonical JSON (pogo_jax.protocol.encoding.canonical)
+    offset 20  m bytes   manifest, canonical JSON (pogo_jax.spec.encoding.canonical)
                zero bytes up to the next multiple of 4096 (the data offset)
     data       n_bytes token bytes; the file ends exactly there
 
@@ -24,7 +24,7 @@ the same bytes.
 
 ``data_root`` (PROTOCOL section 6): the stream is cut into ``ceil(n_bytes / shard_size)`` shards of
 ``shard_size`` bytes, the last one zero-padded; leaf ``i`` = shard ``i`` hashed with the
-``POGO-DATA-v1`` header; the tree is the RFC 9162 tree of ``pogo_jax.verifier.merkle_host``.
+``POGO-DATA-v1`` header; the tree is the RFC 9162 tree of ``pogo_jax.spec.merkle``.
 
 Split rule: ``eval_start = floor((n_bytes - ceil(eval_fraction * n_bytes)) / shard_size) * shard_size``;
 train is ``[0, eval_start)``, eval/challenge is ``[eval_start, n_bytes)``. The eval split starts on a
@@ -53,8 +53,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pogo_jax.errors import MalformedInput, UserError
-from pogo_jax.protocol.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
-from pogo_jax.verifier import merkle_host
+from pogo_jax.spec import merkle as merkle_host
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
 
 if TYPE_CHECKING:
     from pogo_jax.config import DataConfig

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pogo_jax.errors import Rejected
-from pogo_jax.protocol.attestation import OBJECTIVE_REASONS
-from pogo_jax.protocol.bundle import Bundle
-from pogo_jax.protocol.challenge import make_challenge
-from pogo_jax.verifier import merkle_host as mh
-from pogo_jax.verifier import update as upd
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.attestation import OBJECTIVE_REASONS
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.challenge import make_challenge
 
 PROTOCOL_VERSION = 1
 
@@ -137,7 +137,7 @@ def _verify(b: Bundle, p: Policy, authentic: list[bool]) -> tuple[tuple[int, ...
             (mh.TAG_PARAM, o.next, o.path_next, h.root_next, "theta_next"),
             (mh.TAG_QUPD, o.update, o.path_q, h.root_q, "update"),
         ):
-            if not mh.verify_path(root, mh.leaf_hash(tag, o.index, data), o.index, n, path):
+            if not mh.verify_inclusion(root, mh.leaf_hash(tag, o.index, data), o.index, n, path):
                 raise Rejected("BAD_PROOF", f"leaf {o.index} does not open under the {name} root")
 
     k = len(b.openings)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.protocol.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
-from pogo_jax.protocol.keys import PrivateKey, public_bytes, sign, verify_signature
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
+from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
 
 HEADER_VERSION = 1
 HEADER_DOMAIN = b"pogo/header/v1"

@@ -1,0 +1,104 @@
+"""One signed envelope for every signed record: headers, attestations, governance, node and beacon records.
+
+A record body is a frozen dataclass with ``KIND`` (its name on the wire), ``DOMAIN`` (the signature
+domain, PROTOCOL section 7), ``to_obj``/``from_obj`` (strict reader next to the writer) and a
+``signer`` property naming the key that must have signed it. The envelope is the same for all:
+
+    {"body": {...}, "kind": "header", "signature": "<64 bytes hex>"}
+
+canonical JSON (spec/encoding.py). The record's hash is SHA-256 of the canonical body (for a header
+that is the header hash of PROTOCOL 4.1); the signature is Ed25519 over
+``DOMAIN || 0x00 || hash``, so a signature made for one kind can never be replayed as another.
+Readers re-encode canonically before they trust a signature: one encoding per content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pogo_jax.errors import MalformedInput
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
+from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
+
+MAX_ENVELOPE_BYTES = 1 << 20
+
+
+class Body(Protocol):
+    KIND: ClassVar[str]
+    DOMAIN: ClassVar[bytes]
+
+    @property
+    def signer(self) -> bytes: ...
+
+    def to_obj(self) -> dict: ...
+
+    @classmethod
+    def from_obj(cls, obj: Any, what: str) -> Any: ...
+
+
+B = TypeVar("B", bound=Body)
+
+
+def body_hash(body: Body) -> bytes:
+    """SHA-256 of the body's canonical encoding: the record's identity."""
+    return hashlib.sha256(canonical(body.to_obj())).digest()
+
+
+@dataclass(frozen=True)
+class Signed(Generic[B]):
+    """A body and the signature of ``body.signer`` over it."""
+
+    body: B
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signature, bytes) or len(self.signature) != 64:
+            raise MalformedInput(f"signed {self.body.KIND}: signature must be 64 bytes")
+
+    @property
+    def hash(self) -> bytes:
+        return body_hash(self.body)
+
+    def verify(self) -> bool:
+        """True iff the signature is the body signer's over this body (never raises)."""
+        return verify_signature(self.body.signer, self.body.DOMAIN, self.hash, self.signature)
+
+    def to_obj(self) -> dict:
+        return {"kind": self.body.KIND, "body": self.body.to_obj(), "signature": self.signature.hex()}
+
+    def to_bytes(self) -> bytes:
+        return canonical(self.to_obj())
+
+    @classmethod
+    def read(cls, data: bytes, body_type: type[B], max_bytes: int = MAX_ENVELOPE_BYTES) -> Signed[B]:
+        """Parse the canonical bytes of an envelope holding a ``body_type``; refuse anything else."""
+        what = f"signed {body_type.KIND}"
+        obj = parse_canonical(data, what, max_bytes)
+        if canonical(obj) != data:
+            raise MalformedInput(f"{what}: not canonical JSON (sorted keys, no whitespace)")
+        return cls.from_obj(obj, body_type)
+
+    @classmethod
+    def from_obj(cls, obj: Any, body_type: type[B], what: str | None = None) -> Signed[B]:
+        what = what or f"signed {body_type.KIND}"
+        exact_keys(obj, {"kind", "body", "signature"}, what)
+        kind = get_field(obj, "kind", str, what)
+        if kind != body_type.KIND:
+            raise MalformedInput(f"{what}: kind is {kind[:40]!r}, expected {body_type.KIND!r}")
+        body = body_type.from_obj(get_field(obj, "body", dict, what), f"{what}.body")
+        return cls(body, hexbytes(obj["signature"], f"{what}.signature", 64))
+
+
+def seal(body: B, key: PrivateKey) -> Signed[B]:
+    """Sign ``body`` with ``key``, which must be the body's signer."""
+    if public_bytes(key) != body.signer:
+        raise ValueError(f"signing key does not match the {body.KIND}'s signer")
+    return Signed(body, sign(key, body.DOMAIN, body_hash(body)))
+
+
+def kind_of(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> str:
+    """The ``kind`` of an envelope's bytes (to dispatch to a reader); MalformedInput otherwise."""
+    obj = parse_canonical(data, "signed record", max_bytes)
+    return get_field(obj, "kind", str, "signed record")

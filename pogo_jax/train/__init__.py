@@ -1,0 +1,1 @@
+"""Training: the model, its sharding, the train step, checkpoints, data and evaluation (jax)."""
