@@ -14,10 +14,12 @@ import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from pogo_jax.errors import UserError
+from pogo_jax.spec.rules import ChainRules, ratio
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -42,30 +44,37 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
 
+def _axes(v: Any) -> tuple[str, ...]:
+    return tuple(v) if isinstance(v, list | tuple) else ((v,) if v else ())
+
+
+DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ("tensor",)), ("heads", ("tensor",)),
+    ("qkv", ()), ("head_dim", ()), ("mlp", ("tensor",)), ("norm", ()), ("length", ()),
+)
+
+
 @dataclass(frozen=True)
 class MeshConfig:
     """Device mesh and the one place where logical axis names meet mesh axes.
 
     Sizes of -1 mean "all remaining devices". ``rules`` maps each logical axis name used by the
-    model to a mesh axis (or a list of them, or "" for replicated).
+    model to the mesh axes it is split over (none = replicated); in TOML a table such as
+    ``rules = { embed = "fsdp", mlp = ["tensor"], norm = "" }``. Stored as a sorted tuple of pairs so
+    the frozen config really cannot change; ``rule_map()`` gives the dict.
     """
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
-    rules: dict[str, Any] = field(
-        default_factory=lambda: {
-            "batch": ["data", "fsdp"],
-            "embed": "fsdp",
-            "vocab": "tensor",
-            "heads": "tensor",
-            "qkv": "",
-            "head_dim": "",
-            "mlp": "tensor",
-            "norm": "",
-            "length": "",
-        }
-    )
+    rules: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_RULES
+
+    def __post_init__(self) -> None:
+        rules = self.rules.items() if isinstance(self.rules, dict) else self.rules
+        object.__setattr__(self, "rules", tuple(sorted((str(k), _axes(v)) for k, v in rules)))
+
+    def rule_map(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.rules)
 
 
 @dataclass(frozen=True)
@@ -105,25 +114,24 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class PogoConfig:
-    """Proof parameters (PROTOCOL sections 1-5) and the miner's quantization choices."""
+class MinerConfig:
+    """One miner's own choices (PROTOCOL 3: how codes are chosen is the miner's business); nothing here
+    is a chain rule, so two miners of one chain may differ."""
 
-    leaf_size: int = 1024  # S: float32 values per Merkle leaf
-    group_size: int = 64  # G: values per exponent group
     bits: int = 4  # wire format is 4-bit; 2 and 8 exist only for the quality ablation
     block_steps: int = 50  # optimizer steps per block
-    quant_mode: str = "block"  # "block": quantize the block's net delta; "step": every step
+    quant_mode: str = "block"  # "block": quantize the block's net delta; "step": every step too
     error_feedback: bool = True
-    k_leaves: int = 1375  # challenged leaves: miss <= 1e-6 when 1% of leaves are bad
-    m_windows: int = 8  # challenge evaluation windows
-    delta: float = 0.0  # required loss decrease L(next) < L(prev) - delta
-    loss_tolerance: float = 0.05  # |reported - own| allowed between miner and verifier (nats)
-    n_verifiers: int = 3
-    quorum: float = 2.0 / 3.0  # accepting share of attesting stake needed to confirm
-    min_attestations: int = 2
-    stake: int = 1000  # initial stake of every participant
-    reward: int = 10  # miner reward per confirmed block
-    chain_id: str = "pogo-local"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``pogo demo``'s local chain: how many verifiers (and of them full-tier), their stake, blocks."""
+
+    verifiers: int = 3
+    full: int = 2
+    stake: int = 1000
+    blocks: int = 3
 
 
 @dataclass(frozen=True)
@@ -134,10 +142,16 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    pogo: PogoConfig = field(default_factory=PogoConfig)
+    chain: ChainRules = field(default_factory=ChainRules)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON values (fractions as strings, mesh rules as a table)."""
+        out = dataclasses.asdict(self)
+        out["chain"] = self.chain.to_obj()
+        out["mesh"]["rules"] = {k: list(v) for k, v in self.mesh.rules}
+        return out
 
     def config_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON of the whole config; goes into block headers."""
@@ -180,6 +194,18 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+    elif typ is Fraction:
+        return ratio(value, where)
+    elif typ == tuple[tuple[str, tuple[str, ...]], ...]:
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                return parsed
     elif origin is dict or typ is dict:
         if isinstance(value, dict):
             return dict(value)
@@ -288,22 +314,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject impossible combinations with a message that says how to fix them."""
-    m, p, t, o = cfg.model, cfg.pogo, cfg.train, cfg.optim
+    m, p, t, o = cfg.model, cfg.miner, cfg.train, cfg.optim
     checks = [
         (m.d_model % m.n_heads == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_heads"),
         (m.vocab_size >= 256, "model.vocab_size must be at least 256 (byte-level tokens)"),
         (min(m.d_model, m.n_layers, m.n_heads, m.d_ff, m.seq_len) > 0, "model dimensions must be positive"),
         (m.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype must be float32 or bfloat16"),
         (m.attention_impl in ("auto", "xla", "cudnn"), "model.attention_impl must be auto, xla or cudnn"),
-        (p.leaf_size > 0 and p.group_size > 0, "pogo.leaf_size and pogo.group_size must be positive"),
-        (p.leaf_size % p.group_size == 0, "pogo.leaf_size must be a multiple of pogo.group_size"),
-        (p.group_size % 2 == 0, "pogo.group_size must be even (two 4-bit codes per byte)"),
-        (p.bits in (2, 4, 8), "pogo.bits must be 2, 4 or 8 (the wire format is 4)"),
-        (p.quant_mode in ("block", "step"), "pogo.quant_mode must be 'block' or 'step'"),
-        (p.k_leaves > 0 and p.m_windows > 0, "pogo.k_leaves and pogo.m_windows must be positive"),
-        (p.block_steps > 0, "pogo.block_steps must be positive"),
-        (0.0 < p.quorum <= 1.0, "pogo.quorum must be in (0, 1]"),
-        (p.n_verifiers >= 1 and p.min_attestations >= 1, "pogo.n_verifiers and min_attestations >= 1"),
+        (p.bits in (2, 4, 8), "miner.bits must be 2, 4 or 8 (the wire format is 4)"),
+        (p.quant_mode in ("block", "step"), "miner.quant_mode must be 'block' or 'step'"),
+        (p.block_steps > 0, "miner.block_steps must be positive"),
+        (cfg.demo.verifiers >= 1 and 0 <= cfg.demo.full <= cfg.demo.verifiers,
+         "demo.verifiers must be >= 1 and demo.full in [0, demo.verifiers]"),
+        (cfg.demo.stake > 0 and cfg.demo.blocks >= 0, "demo.stake must be > 0 and demo.blocks >= 0"),
         (t.steps >= 0 and t.batch_size > 0, "train.steps must be >= 0 and train.batch_size > 0"),
         (o.grad_accum >= 1 and t.batch_size % o.grad_accum == 0,
          "train.batch_size must be a multiple of optim.grad_accum"),

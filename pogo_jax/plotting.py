@@ -55,7 +55,7 @@ def plot_curves(
 
 
 def plot_block_losses(records: Sequence[dict], path: str | Path) -> Path:
-    """Per block, an arrow from L(theta_prev) to L(theta_next) on that block's challenge windows.
+    """Per block, an arrow from L(theta_prev) to L(theta_next) on its round's windows (median of the full verifiers).
 
     Windows differ from block to block (they come from each block's beacon), so the arrows are
     not joined into a curve: what matters is that each one points down. Slashed blocks are red.

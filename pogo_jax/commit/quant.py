@@ -175,13 +175,6 @@ def _tensor_delta(e: jax.Array, c: jax.Array, shape: tuple[int, ...], g: int) ->
 
 
 @functools.partial(jax.jit, static_argnames=("layout",))
-def dequantize(q: QuantizedUpdate, layout: Layout) -> dict[str, jax.Array]:
-    """The exact float32 update ``c * 2**e`` per tensor (padding dropped)."""
-    g = layout.group_size
-    return {t.path: _tensor_delta(q.exps[t.path], q.codes[t.path], t.shape, g) for t in layout.tensors}
-
-
-@functools.partial(jax.jit, static_argnames=("layout",))
 def apply_update(params: Mapping[str, jax.Array], q: QuantizedUpdate, layout: Layout) -> dict[str, jax.Array]:
     """PROTOCOL 3 on device: ``flush(flush(theta) + c * 2**e)`` per value; jit-able, keeps sharding.
 
@@ -220,30 +213,16 @@ def _pack_tensor(e: jax.Array, c: jax.Array, n: int, s: int, g: int) -> jax.Arra
     return jnp.concatenate([eb, nib[..., 0] | (nib[..., 1] << 4)], axis=1)
 
 
-def unpack_update(buf: np.ndarray | bytes, layout: Layout) -> QuantizedUpdate:
-    """Parse and validate wire leaves (lengths, exponents, -8 nibble, padding) into device arrays."""
-    s, g = layout.leaf_size, layout.group_size
-    exps, codes = host.unpack_leaves(buf, s, g)
-    if exps.shape[0] != layout.n_leaves:
-        raise host.Rejected("BAD_LENGTH", f"update has {exps.shape[0]} leaves, layout has {layout.n_leaves}")
-    host.check_padding(codes, host.valid_counts(layout))
-    qe, qc = {}, {}
-    for t in layout.tensors:
-        lo, hi = t.first_leaf, t.first_leaf + t.n_leaves
-        qe[t.path] = jnp.asarray(exps[lo:hi].reshape(-1))
-        qc[t.path] = jnp.asarray(codes[lo:hi].reshape(-1))
-    return QuantizedUpdate(qe, qc)
-
-
 # ---------------------------------------------------------------------------------------------
-# optax transforms (per-step style)
+# optax transforms: one quantizer and one error-feedback wrapper, used per step and per block
 
 
-class QuantState(NamedTuple):
-    """``key``: raw uint32 PRNG key, split every step; ``residual``: error-feedback carry (or ())."""
+class WireQuantState(NamedTuple):
+    """``key``: typed PRNG key, split once per update; ``codes``: the last update in wire form (kept only
+    when the transform was built on a ``Layout``, which is how a block finish reads what to publish)."""
 
     key: jax.Array
-    residual: optax.Updates
+    codes: QuantizedUpdate | tuple
 
 
 def _leaf_keys(key: jax.Array, tree: Any) -> Any:
@@ -252,34 +231,42 @@ def _leaf_keys(key: jax.Array, tree: Any) -> Any:
     return jax.tree.unflatten(treedef, keys)
 
 
-def quantize_updates(layout_or_group_size: Layout | int = 64, bits: int = 4, stochastic: bool = True,
-                     seed: int = 0, error_feedback: bool = False) -> optax.GradientTransformation:
+def wire_quantize(layout_or_group_size: Layout | int = 64, bits: int = 4, stochastic: bool = True,
+                  seed: int = 0) -> optax.GradientTransformation:
     """Replace each update by its exact group-quantized value (``G`` values share a power of two).
 
-    Works on any pytree of float32 leaves (optax's ``apply_updates`` then adds them). The key in
-    the state is split once per step and then once per leaf, as in optax's noise transforms.
-    With ``error_feedback`` the rounding residual is kept in the state and added to the next update.
+    On a ``Layout`` the updates are the flat ``{path: array}`` state of that layout and the codes of
+    the last update are kept in the state in wire form (``WireQuantState.codes``): that is the block
+    quantizer. On a group size it works on any pytree of float32 leaves (the per-step quantizer at the
+    end of an optax chain). Randomness is a typed key in the state, split once per update and then per
+    tensor, as in optax's noise transforms. Compose with ``error_feedback`` to carry the rounding.
     """
     lg = layout_or_group_size
-    g = lg.group_size if isinstance(lg, Layout) else int(lg)
+    layout = lg if isinstance(lg, Layout) else None
+    g = lg.group_size if layout is not None else int(lg)
     qmax_for(bits)
 
-    def init_fn(params: optax.Params) -> QuantState:
-        res = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params) if error_feedback else ()
-        return QuantState(jax.random.PRNGKey(seed), res)
+    def init_fn(params: optax.Params) -> WireQuantState:
+        del params
+        if layout is None:
+            return WireQuantState(jax.random.key(seed), ())
+        s = layout.leaf_size
+        zeros = QuantizedUpdate({t.path: jnp.zeros((t.n_leaves * s // g,), jnp.int8) for t in layout.tensors},
+                                {t.path: jnp.zeros((t.n_leaves * s,), jnp.int8) for t in layout.tensors})
+        return WireQuantState(jax.random.key(seed), zeros)  # same structure as after an update: one compile
 
-    def update_fn(updates: optax.Updates, state: QuantState, params: optax.Params | None = None):
+    def update_fn(updates: optax.Updates, state: WireQuantState, params: optax.Params | None = None):
         del params
         key, sub = jax.random.split(state.key)
-        target = jax.tree.map(jnp.add, updates, state.residual) if error_feedback else updates
-        keys = _leaf_keys(sub, target)
+        if layout is not None:
+            q, out = quantize(updates, sub, layout, bits, stochastic)
+            return out, WireQuantState(key, q)
+        keys = _leaf_keys(sub, updates)
 
         def one(u, k):
             return quantize_tensor(u, k if stochastic else None, g, bits)[2].astype(u.dtype)
 
-        out = jax.tree.map(one, target, keys)
-        res = jax.tree.map(jnp.subtract, target, out) if error_feedback else ()
-        return out, QuantState(key, res)
+        return jax.tree.map(one, updates, keys), WireQuantState(key, ())
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -303,3 +290,17 @@ def error_feedback(inner: optax.GradientTransformation) -> optax.GradientTransfo
 
     return optax.GradientTransformation(init_fn, update_fn)
 
+
+def quantizer(layout_or_group_size: Layout | int, bits: int, error_feedback_on: bool, seed: int,
+              stochastic: bool = True) -> optax.GradientTransformation:
+    """``wire_quantize``, wrapped in ``error_feedback`` when asked: the one recipe for step and block."""
+    tx = wire_quantize(layout_or_group_size, bits, stochastic, seed)
+    return error_feedback(tx) if error_feedback_on else tx
+
+
+def last_codes(state: optax.OptState) -> QuantizedUpdate:
+    """The wire codes of the last update of a (possibly error-feedback wrapped) layout quantizer."""
+    inner = state.inner if isinstance(state, ErrorFeedbackState) else state
+    if not isinstance(inner.codes, QuantizedUpdate):
+        raise ValueError("this quantizer was not built on a Layout: it keeps no wire codes")
+    return inner.codes

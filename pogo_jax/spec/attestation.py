@@ -1,71 +1,50 @@
-"""Verifier attestations (PROTOCOL 4.6): a signed verdict on one header.
+"""Verifier attestations (PROTOCOL 4.4, v2): a signed verdict on one candidate of one round.
 
-Canonical JSON like the header; the verifier signs ``b"pogo/attest/v1" || 0x00 || SHA-256(encoding)``.
-A reject whose reason is in ``OBJECTIVE_REASONS`` claims an objective fraud proof: the failing
-opening is in the miner's own published bundle (``evidence`` = SHA-256 of the bundle bytes the
-verifier checked), so anyone can re-run the light check. Finalization never slashes on that claim
-alone: the ledger's ``fraud_confirmed`` flag is set only by a caller that re-ran the check itself.
+Canonical JSON in the generic envelope (spec/envelope.py), signed under ``pogo/attest/v1``.
+``evidence`` is required: the SHA-256 of the bundle the verifier checked, which the chain only
+accepts when it equals the bundle hash it recorded, so a verdict can never refer to other bytes.
+
+A reject is *objective* when its reason is one anyone can re-check from stored bytes: every light
+failure of the miner's signed bundle, and a full-tier rebuild failure (the update and the confirmed
+state are both on the chain). Whoever finalizes re-checks each objective claim itself; a claim that
+does not re-check slashes the verifier that signed it. Light accepts certify consistency only and
+never count for the loss.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.spec.encoding import (
-    canonical,
-    exact_keys,
-    f32hex,
-    from_f32hex,
-    get_field,
-    get_int,
-    hexbytes,
-    parse_canonical,
-)
-from pogo_jax.spec.header import HEADER_VERSION, MAX_HEIGHT, check_chain_id
-from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
+from pogo_jax.spec.encoding import exact_keys, f32hex, from_f32hex, get_field, get_int, hexbytes
+from pogo_jax.spec.envelope import Signed, seal
+from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
+from pogo_jax.spec.keys import PrivateKey
 
-ATTEST_VERSION = HEADER_VERSION
+ATTEST_VERSION = 2
 ATTEST_DOMAIN = b"pogo/attest/v1"
 MAX_ATTESTATION_BYTES = 1 << 12
 VERDICTS = frozenset({"accept", "reject"})
 TIERS = frozenset({"light", "full"})
 
-# Reasons a light check proves from the miner's bundle alone (kept equal to verifier/light.py OBJECTIVE).
-OBJECTIVE_REASONS: frozenset[str] = frozenset(
-    {
-        "BAD_PROOF",
-        "APPLY_MISMATCH",
-        "BAD_CODE",
-        "BAD_EXPONENT",
-        "BAD_PADDING",
-        "BAD_LENGTH",
-        "NONFINITE",
-        "NONCANONICAL_STATE",
-        "WRONG_CHALLENGE",
-        "LAYOUT_MISMATCH",
-        "BAD_SIGNATURE",
-    }
-)
+# Light-tier reasons that the miner's own signed bundle proves (re-run the light check to see).
+OBJECTIVE_LIGHT: frozenset[str] = frozenset({
+    "BAD_PROOF", "APPLY_MISMATCH", "BAD_CODE", "BAD_EXPONENT", "BAD_PADDING", "BAD_LENGTH", "NONFINITE",
+    "NONCANONICAL_STATE", "WRONG_CHALLENGE", "LAYOUT_MISMATCH", "WRONG_PARENT", "WRONG_DATA",
+    "BEACON_MISMATCH", "UNKNOWN_HEADER", "BAD_VERSION",
+})
+# Full-tier reasons that the stored update and the confirmed state prove (rebuild to see).
+OBJECTIVE_FULL: frozenset[str] = frozenset({
+    "ROOT_NEXT_MISMATCH", "ROOT_Q_MISMATCH", "BAD_CODE", "BAD_EXPONENT", "BAD_PADDING", "BAD_LENGTH",
+    "NONFINITE", "NONCANONICAL_STATE",
+})
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,47}")
-_KEYS = {
-    "version",
-    "chain_id",
-    "height",
-    "header_hash",
-    "verifier_key",
-    "verdict",
-    "tier",
-    "reason",
-    "loss_prev",
-    "loss_next",
-    "evidence",
-}
+_KEYS = {"version", "chain_id", "height", "round", "header_hash", "verifier_key", "verdict", "tier", "reason",
+         "loss_prev", "loss_next", "evidence"}
 
 
 def _f32(x: float | None, what: str) -> float | None:
@@ -85,29 +64,30 @@ class Attestation:
     version: int
     chain_id: str
     height: int
+    round: int
     header_hash: bytes
     verifier_key: bytes
     verdict: str  # "accept" | "reject"
     tier: str  # "light" | "full"
     reason: str  # "OK" for accept, a reason code for reject
+    evidence: bytes  # SHA-256 of the bundle that was checked (must equal the recorded one)
     loss_prev: float | None = None
     loss_next: float | None = None
-    evidence: bytes | None = None  # SHA-256 of the bundle that was checked (objective rejects)
+
+    KIND: ClassVar[str] = "attestation"
+    DOMAIN: ClassVar[bytes] = ATTEST_DOMAIN
 
     def __post_init__(self) -> None:
         what = "attestation"
         if self.version != ATTEST_VERSION or isinstance(self.version, bool):
-            raise MalformedInput(
-                f"{what}: unsupported version {self.version!r} (this code reads version {ATTEST_VERSION})"
-            )
+            raise MalformedInput(f"{what}: unsupported version {self.version!r} (this code reads {ATTEST_VERSION})")
         check_chain_id(self.chain_id, what)
         get_int({"height": self.height}, "height", what, 1, MAX_HEIGHT)
-        for name in ("header_hash", "verifier_key"):
+        get_int({"round": self.round}, "round", what, 1, MAX_ROUND)
+        for name in ("header_hash", "verifier_key", "evidence"):
             v = getattr(self, name)
             if not isinstance(v, bytes) or len(v) != 32:
                 raise MalformedInput(f"{what}.{name}: expected 32 bytes")
-        if self.evidence is not None and (not isinstance(self.evidence, bytes) or len(self.evidence) != 32):
-            raise MalformedInput(f"{what}.evidence: expected 32 bytes or null")
         if self.verdict not in VERDICTS:
             raise MalformedInput(f"{what}.verdict: expected 'accept' or 'reject', got {self.verdict!r}")
         if self.tier not in TIERS:
@@ -118,25 +98,27 @@ class Attestation:
             raise MalformedInput(f"{what}.reason: 'OK' goes with accept and only with accept")
         object.__setattr__(self, "loss_prev", _f32(self.loss_prev, f"{what}.loss_prev"))
         object.__setattr__(self, "loss_next", _f32(self.loss_next, f"{what}.loss_next"))
+        if self.tier == "full" and self.verdict == "accept" and (self.loss_prev is None or self.loss_next is None):
+            raise MalformedInput(f"{what}: a full-tier accept carries both measured losses")
+
+    @property
+    def signer(self) -> bytes:
+        return self.verifier_key
 
     @property
     def objective(self) -> bool:
-        """A light-tier reject that claims an objective fraud proof."""
-        return self.verdict == "reject" and self.tier == "light" and self.reason in OBJECTIVE_REASONS
+        """A reject whose claim anyone can re-check from stored bytes."""
+        if self.verdict != "reject":
+            return False
+        return self.reason in (OBJECTIVE_LIGHT if self.tier == "light" else OBJECTIVE_FULL)
 
     def to_obj(self) -> dict:
         return {
-            "version": self.version,
-            "chain_id": self.chain_id,
-            "height": self.height,
-            "header_hash": self.header_hash.hex(),
-            "verifier_key": self.verifier_key.hex(),
-            "verdict": self.verdict,
-            "tier": self.tier,
-            "reason": self.reason,
+            "version": self.version, "chain_id": self.chain_id, "height": self.height, "round": self.round,
+            "header_hash": self.header_hash.hex(), "verifier_key": self.verifier_key.hex(),
+            "verdict": self.verdict, "tier": self.tier, "reason": self.reason, "evidence": self.evidence.hex(),
             "loss_prev": None if self.loss_prev is None else f32hex(self.loss_prev),
             "loss_next": None if self.loss_next is None else f32hex(self.loss_next),
-            "evidence": None if self.evidence is None else self.evidence.hex(),
         }
 
     @classmethod
@@ -145,9 +127,7 @@ class Attestation:
             raise MalformedInput(f"{what}: expected an object")
         version = get_field(obj, "version", int, what)
         if version != ATTEST_VERSION:
-            raise MalformedInput(
-                f"{what}: unsupported version {version} (this code reads version {ATTEST_VERSION})"
-            )
+            raise MalformedInput(f"{what}: unsupported version {version} (this code reads {ATTEST_VERSION})")
         exact_keys(obj, _KEYS, what)
 
         def loss(key: str) -> float | None:
@@ -155,60 +135,22 @@ class Attestation:
             return None if v is None else from_f32hex(v, f"{what}.{key}")
 
         return cls(
-            version=version,
-            chain_id=check_chain_id(obj["chain_id"], what),
-            height=get_int(obj, "height", what, 1, MAX_HEIGHT),
+            version=version, chain_id=check_chain_id(obj["chain_id"], what),
+            height=get_int(obj, "height", what, 1, MAX_HEIGHT), round=get_int(obj, "round", what, 1, MAX_ROUND),
             header_hash=hexbytes(obj["header_hash"], f"{what}.header_hash", 32),
             verifier_key=hexbytes(obj["verifier_key"], f"{what}.verifier_key", 32),
-            verdict=get_field(obj, "verdict", str, what),
-            tier=get_field(obj, "tier", str, what),
-            reason=get_field(obj, "reason", str, what),
-            loss_prev=loss("loss_prev"),
-            loss_next=loss("loss_next"),
-            evidence=None if obj["evidence"] is None else hexbytes(obj["evidence"], f"{what}.evidence", 32),
-        )
-
-    def encode(self) -> bytes:
-        return canonical(self.to_obj())
-
-    def hash(self) -> bytes:
-        return hashlib.sha256(self.encode()).digest()
+            verdict=get_field(obj, "verdict", str, what), tier=get_field(obj, "tier", str, what),
+            reason=get_field(obj, "reason", str, what), evidence=hexbytes(obj["evidence"], f"{what}.evidence", 32),
+            loss_prev=loss("loss_prev"), loss_next=loss("loss_next"))
 
 
-@dataclass(frozen=True)
-class SignedAttestation:
-    attestation: Attestation
-    signature: bytes
+SignedAttestation = Signed[Attestation]
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.signature, bytes) or len(self.signature) != 64:
-            raise MalformedInput("signed attestation: signature must be 64 bytes")
 
-    def to_obj(self) -> dict:
-        return {"attestation": self.attestation.to_obj(), "signature": self.signature.hex()}
-
-    @classmethod
-    def from_obj(cls, obj: Any, what: str = "signed attestation") -> SignedAttestation:
-        exact_keys(obj, {"attestation", "signature"}, what)
-        return cls(
-            Attestation.from_obj(obj["attestation"], f"{what}.attestation"),
-            hexbytes(obj["signature"], f"{what}.signature", 64),
-        )
-
-    def to_bytes(self) -> bytes:
-        return canonical(self.to_obj())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SignedAttestation:
-        return cls.from_obj(parse_canonical(data, "signed attestation", MAX_ATTESTATION_BYTES))
-
-    def verify(self) -> bool:
-        a = self.attestation
-        return verify_signature(a.verifier_key, ATTEST_DOMAIN, a.hash(), self.signature)
+def read_signed_attestation(data: bytes) -> SignedAttestation:
+    return Signed.read(data, Attestation, MAX_ATTESTATION_BYTES)
 
 
 def sign_attestation(att: Attestation, key: PrivateKey) -> SignedAttestation:
     """Sign ``att`` with ``key``; the key must be the attestation's ``verifier_key``."""
-    if public_bytes(key) != att.verifier_key:
-        raise ValueError("signing key does not match attestation.verifier_key")
-    return SignedAttestation(att, sign(key, ATTEST_DOMAIN, att.hash()))
+    return seal(att, key)

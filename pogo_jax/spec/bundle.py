@@ -13,9 +13,10 @@ One file, one writer (``Bundle.to_bytes``) and one reader (``Bundle.from_bytes``
                          b"pogo/bundle/v1" || 0x00 || SHA-256(every byte before the signature)
     end                  nothing may follow
 
-The metadata carries the signed header, the beacon value, the layout manifest, the opened indices
-with their three audit paths (hex), the challenge windows and the miner's reported losses. The
-verifier re-derives the challenge itself; the indices here only say what the miner answered.
+The metadata carries the signed header, the round's beacon value, the layout manifest, the opened
+indices with their three audit paths (hex), the round's evaluation windows and the miner's reported
+losses on them. The verifier re-derives the challenge and the windows itself from the chain; the
+indices here only say what the miner answered.
 Every size is checked against limits before anything is allocated.
 
 Why the miner signs the whole bundle (not only the header): a light-tier fraud proof slashes the
@@ -42,7 +43,8 @@ from pogo_jax.spec.encoding import (
     hexbytes,
     parse_canonical,
 )
-from pogo_jax.spec.header import SignedHeader
+from pogo_jax.spec.envelope import Signed
+from pogo_jax.spec.header import Header, SignedHeader
 from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
 from pogo_jax.spec.layout import Layout
 
@@ -84,8 +86,16 @@ class Bundle:
     signature: bytes = b""  # the miner's signature over body_bytes(); empty until ``signed``
 
     @property
-    def header(self):  # noqa: ANN201 - Header
-        return self.signed_header.header
+    def header(self) -> Header:
+        return self.signed_header.body
+
+    @property
+    def header_hash(self) -> bytes:
+        return self.signed_header.hash
+
+    def sha256(self) -> bytes:
+        """The bundle's identity on the chain: SHA-256 of its file bytes (attestations name it)."""
+        return hashlib.sha256(self.to_bytes()).digest()
 
     def signed(self, key: PrivateKey) -> Bundle:
         """This bundle signed by ``key``, which must be the header's miner key."""
@@ -154,7 +164,7 @@ class Bundle:
         exact_keys(meta, _META_KEYS, what)
         if meta["format"] != "pogo-bundle":
             raise MalformedInput(f"{what}: format field is not 'pogo-bundle'")
-        signed = SignedHeader.from_obj(get_field(meta, "header", dict, what))
+        signed = Signed.from_obj(get_field(meta, "header", dict, what), Header, f"{what}.header")
         beacon = hexbytes(meta["beacon"], f"{what}.beacon", 32)
         layout = Layout.from_manifest(get_field(meta, "layout", dict, what))
         s, g = layout.leaf_size, layout.group_size

@@ -1,8 +1,11 @@
-"""The challenge (PROTOCOL 4.2-4.3): which leaves and loss windows the miner must open.
+"""The challenge (PROTOCOL 4.2): which leaves a candidate must open and which windows a round evaluates.
 
-Everything follows from ``seed = SHA-256(b"pogo/challenge/v1" || header_hash || beacon)``, so any
-verifier re-derives the same challenge and the miner, who commits before the beacon is revealed,
-cannot aim at it. Draws are unbiased (rejection sampling, never a plain modulo) and the sequence
+Leaves follow from ``seed = SHA-256(b"pogo/challenge/v1" || header_hash || B)``, per candidate; the
+evaluation windows from ``round_seed = SHA-256(b"pogo/round/v1" || chain_id || uint64_le(h) ||
+uint64_le(a) || B)``, the same for every candidate of round (h, a), drawn below the window count
+that the recorded dataset manifest implies. Any verifier re-derives both, and a miner, who commits
+before the round's beacon value ``B`` is revealed, cannot aim at them. Draws are unbiased
+(rejection sampling, never a plain modulo) and the sequence
 is prefix-stable: asking for more indices only appends to the list.
 """
 
@@ -11,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from dataclasses import dataclass
 
 from pogo_jax.errors import MalformedInput
 
 CHALLENGE_DOMAIN = b"pogo/challenge/v1"
+ROUND_DOMAIN = b"pogo/round/v1"
 LABEL_LEAVES = b"leaves"
 LABEL_WINDOWS = b"windows"
 _U64 = 2**64
@@ -61,23 +64,26 @@ def sample_distinct(seed: bytes, label: bytes, n: int, k: int) -> list[int]:
     return out
 
 
-@dataclass(frozen=True)
-class Challenge:
-    seed: bytes
-    leaf_indices: tuple[int, ...]
-    window_indices: tuple[int, ...]
+def round_seed(chain_id: str, height: int, attempt: int, beacon: bytes) -> bytes:
+    """SHA-256(b"pogo/round/v1" || chain_id (ASCII) || uint64_le(h) || uint64_le(a) || B)."""
+    if not isinstance(beacon, bytes) or len(beacon) != 32:
+        raise MalformedInput("challenge: beacon value must be 32 bytes")
+    if not (0 <= height < _U64 and 0 <= attempt < _U64):
+        raise MalformedInput("challenge: height and round must fit uint64")
+    return hashlib.sha256(ROUND_DOMAIN + chain_id.encode("ascii") + struct.pack("<QQ", height, attempt)
+                          + beacon).digest()
 
 
-def make_challenge(
-    header_hash: bytes, beacon: bytes, n_leaves: int, k: int, n_windows: int, m: int
-) -> Challenge:
-    """``k`` leaves (label b"leaves") below ``n_leaves`` and ``m`` windows (label b"windows")."""
-    seed = derive_seed(header_hash, beacon)
-    return Challenge(
-        seed,
-        tuple(sample_distinct(seed, LABEL_LEAVES, n_leaves, k)),
-        tuple(sample_distinct(seed, LABEL_WINDOWS, n_windows, m)),
-    )
+def challenge_leaves(header_hash: bytes, beacon: bytes, n_leaves: int, k: int) -> tuple[int, ...]:
+    """The ``min(k, n_leaves)`` leaves a candidate must open (label b"leaves")."""
+    return tuple(sample_distinct(derive_seed(header_hash, beacon), LABEL_LEAVES, n_leaves, k))
+
+
+def round_windows(chain_id: str, height: int, attempt: int, beacon: bytes, n_windows: int, m: int) -> tuple[int, ...]:
+    """The ``min(m, n_windows)`` evaluation windows of a round (label b"windows")."""
+    if n_windows < 1:
+        raise MalformedInput("challenge: the dataset has no evaluation window")
+    return tuple(sample_distinct(round_seed(chain_id, height, attempt, beacon), LABEL_WINDOWS, n_windows, m))
 
 
 def miss_probability(f: float, k: int) -> float:

@@ -1,9 +1,11 @@
-"""The block header (PROTOCOL 4.1): what a miner commits to before it can know the challenge.
+"""The block header (PROTOCOL 4.1, v2): what a miner commits to before it can know the challenge.
 
 One writer (``Header.to_obj``/``encode``) and one reader (``Header.from_obj``) side by side. The
-header hash is SHA-256 of the canonical JSON encoding (protocol/encoding.py); the miner signs
-``b"pogo/header/v1" || 0x00 || header_hash`` with Ed25519. Readers are strict: exact keys, JSON
-types, byte lengths and integer bounds are checked before any field is trusted.
+header hash is SHA-256 of the canonical JSON encoding (spec/encoding.py); the miner signs
+``b"pogo/header/v1" || 0x00 || header_hash`` with Ed25519 inside the generic envelope
+(spec/envelope.py). Version 2 adds ``round``: the attempt number of the height, so a header is
+bound to one round and its beacon. Readers are strict: exact keys, JSON types, byte lengths and
+integer bounds are checked before any field is trusted.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
-from pogo_jax.spec.keys import PrivateKey, public_bytes, sign, verify_signature
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes
+from pogo_jax.spec.envelope import Signed, seal
+from pogo_jax.spec.keys import PrivateKey
 
-HEADER_VERSION = 1
+HEADER_VERSION = 2
+MAX_ROUND = 2**32
 HEADER_DOMAIN = b"pogo/header/v1"
 MAX_HEADER_BYTES = 1 << 16
 MAX_HEIGHT = 2**63 - 1
@@ -30,7 +34,7 @@ _CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TRAIN_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _HASH_FIELDS = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "root_next", "root_q")
-_INT_FIELDS = ("version", "height", "leaf_size", "group_size", "n_leaves")
+_INT_FIELDS = ("version", "height", "round", "leaf_size", "group_size", "n_leaves")
 _KEYS = {"chain_id", "train", *_HASH_FIELDS, *_INT_FIELDS}
 
 
@@ -74,6 +78,7 @@ class Header:
     version: int
     chain_id: str
     height: int
+    round: int
     parent_hash: bytes
     miner_key: bytes
     layout_hash: bytes
@@ -95,6 +100,7 @@ class Header:
                 f"{what}: unsupported version {obj['version']!r} (this code reads version {HEADER_VERSION})"
             )
         get_int(obj, "height", what, 1, MAX_HEIGHT)
+        get_int(obj, "round", what, 1, MAX_ROUND)
         s = get_int(obj, "leaf_size", what, 2, MAX_LEAF_SIZE)
         g = get_int(obj, "group_size", what, 2, MAX_LEAF_SIZE)
         if g % 2 or s % g:
@@ -133,6 +139,13 @@ class Header:
             **hashes,
         )
 
+    KIND: ClassVar[str] = "header"
+    DOMAIN: ClassVar[bytes] = HEADER_DOMAIN
+
+    @property
+    def signer(self) -> bytes:
+        return self.miner_key
+
     def encode(self) -> bytes:
         return canonical(self.to_obj())
 
@@ -140,40 +153,14 @@ class Header:
         return hashlib.sha256(self.encode()).digest()
 
 
-@dataclass(frozen=True)
-class SignedHeader:
-    header: Header
-    signature: bytes
+SignedHeader = Signed[Header]
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.signature, bytes) or len(self.signature) != 64:
-            raise MalformedInput("signed header: signature must be 64 bytes")
 
-    def to_obj(self) -> dict:
-        return {"header": self.header.to_obj(), "signature": self.signature.hex()}
-
-    @classmethod
-    def from_obj(cls, obj: Any, what: str = "signed header") -> SignedHeader:
-        exact_keys(obj, {"header", "signature"}, what)
-        return cls(
-            Header.from_obj(obj["header"], f"{what}.header"),
-            hexbytes(obj["signature"], f"{what}.signature", 64),
-        )
-
-    def to_bytes(self) -> bytes:
-        return canonical(self.to_obj())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SignedHeader:
-        return cls.from_obj(parse_canonical(data, "signed header", MAX_HEADER_BYTES))
-
-    def verify(self) -> bool:
-        """True iff ``signature`` is the miner key's signature over this header's hash."""
-        return verify_signature(self.header.miner_key, HEADER_DOMAIN, self.header.hash(), self.signature)
+def read_signed_header(data: bytes) -> SignedHeader:
+    """Strict reader of a signed header envelope (canonical bytes only)."""
+    return Signed.read(data, Header, MAX_HEADER_BYTES)
 
 
 def sign_header(header: Header, key: PrivateKey) -> SignedHeader:
     """Sign ``header`` with ``key``; the key must be the header's ``miner_key``."""
-    if public_bytes(key) != header.miner_key:
-        raise ValueError("signing key does not match header.miner_key")
-    return SignedHeader(header, sign(key, HEADER_DOMAIN, header.hash()))
+    return seal(header, key)

@@ -1,12 +1,15 @@
 """Loss on named eval windows for a state given as numpy arrays: what the miner reports and what
-a full verifier recomputes. Both sides call this one function, so the only difference between
-their numbers is the hardware (the tolerance in ``PogoConfig.loss_tolerance`` covers that).
+a full verifier recomputes. Both sides call this one function, always in float32 compute with the
+highest matmul precision whatever the training config says (PROTOCOL 4.4), so honest backends and
+meshes agree to about 1e-6 relative; the chain's relative ``loss_tolerance`` sits well above that
+(docs/protocol.md has the measurement).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -21,8 +24,11 @@ class Evaluator:
     """Compiles the eval function once per config; states are passed in as flat arrays."""
 
     def __init__(self, cfg: Config) -> None:
+        import dataclasses
+
         self.cfg = cfg
-        graphdef, abs_state = nnx.split(abstract_model(cfg.model), nnx.Param)
+        model_cfg = dataclasses.replace(cfg.model, compute_dtype="float32", remat=False)
+        graphdef, abs_state = nnx.split(abstract_model(model_cfg), nnx.Param)
         self.graphdef = graphdef
         self.template = nnx.to_pure_dict(abs_state)
         self.shapes = {k: tuple(v.shape) for k, v in _flat(self.template).items()}
@@ -32,7 +38,8 @@ class Evaluator:
         check_flat(self.shapes, dict(arrays))
         params = unflatten_like(self.template, {k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()})
         w = data.eval_windows(ds, list(windows), self.cfg.model.seq_len).astype(np.int32)
-        return float(np.float32(_eval_pure(self.graphdef, params, w)))
+        with jax.default_matmul_precision("highest"):
+            return float(np.float32(_eval_pure(self.graphdef, params, w)))
 
 
 def _flat(tree) -> dict:

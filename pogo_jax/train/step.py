@@ -132,7 +132,7 @@ class Trainer:
     def __init__(self, cfg: Config, mesh: Mesh | None = None, extra_tx: optax.GradientTransformation | None = None):
         self.cfg = cfg
         self.mesh = mesh if mesh is not None else sharding.make_mesh(cfg.mesh)
-        rules = cfg.mesh.rules
+        rules = cfg.mesh.rule_map()
         self.tx = make_optimizer(cfg, extra_tx)
         self.step = 0
         batch_ways = sharding.batch_divisor(self.mesh, rules)

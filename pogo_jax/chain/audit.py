@@ -1,0 +1,192 @@
+"""``pogo audit``: re-derive every decision of a chain from its signed log and stored bytes.
+
+It trusts nothing the node says about outcomes. It re-checks the log's hash chain and every
+signature, replays every record through the same rules the node runs (``ChainState.apply``), re-runs
+each objective re-check the node claims in a ``Finalize`` record from the stored bundle, update and
+rebuilt state, checks every stored blob against the hash and root the log names, checks that every
+candidate was recorded before its round's beacon value existed, and finally compares the stakes,
+rounds and outcomes it derived with the tables the node serves. Any difference is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pogo_jax.chain.blobs import LeafHasher
+from pogo_jax.chain.chain import recheck
+from pogo_jax.chain.history import StateCache
+from pogo_jax.chain.ledger import summary
+from pogo_jax.chain.log import Entry, check_chain
+from pogo_jax.chain.state import MAX_SKEW_MS, ChainState, _bundle_note
+from pogo_jax.errors import MalformedInput, Rejected, UserError
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.dataset import read_packed, verify_against
+from pogo_jax.spec.header import read_signed_header
+from pogo_jax.spec.records import read_record
+from pogo_jax.spec.state import is_committable, load_state, state_root
+
+
+@dataclass
+class AuditReport:
+    entries: int = 0
+    rounds: int = 0
+    blocks: int = 0
+    blobs_checked: int = 0
+    rechecks: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences
+
+    def to_obj(self) -> dict:
+        return {"entries": self.entries, "rounds": self.rounds, "blocks": self.blocks,
+                "blobs_checked": self.blobs_checked, "rechecks": self.rechecks, "clean": self.clean,
+                "differences": self.differences}
+
+
+def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[[bytes], bytes],
+          progress: Callable[[int, int], None] | None = None) -> AuditReport:
+    rep = AuditReport(entries=len(entries))
+    try:
+        check_chain(entries)
+    except MalformedInput as e:
+        rep.differences.append(str(e))
+        return rep
+    st = ChainState()
+    cache = StateCache()
+
+    def get(sha: bytes, what: str) -> bytes | None:
+        try:
+            data = fetch(sha)
+        except Exception as e:  # a missing blob is a finding, not a crash
+            rep.differences.append(f"{what}: blob {sha.hex()[:16]}... cannot be fetched ({str(e)[:80]})")
+            return None
+        rep.blobs_checked += 1
+        if hashlib.sha256(data).digest() != sha:
+            rep.differences.append(f"{what}: blob {sha.hex()[:16]}... does not hash to its name")
+            return None
+        return data
+
+    for i, e in enumerate(entries):
+        if progress:
+            progress(i + 1, len(entries))
+        if e.kind == "finalize" and st.genesis is not None:
+            rec = read_record(e.record, "finalize").body
+            for x in rec.rechecks:
+                try:
+                    mine = recheck(st, x.header_hash, x.tier, fetch, cache)
+                except (Rejected, MalformedInput, UserError, OSError) as err:
+                    rep.differences.append(f"entry {e.seq}: cannot re-check {x.tier} claim on "
+                                           f"{x.header_hash.hex()[:16]}... ({err})")
+                    continue
+                rep.rechecks += 1
+                if mine.fails != x.fails:
+                    rep.differences.append(f"entry {e.seq}: the node's {x.tier} re-check of "
+                                           f"{x.header_hash.hex()[:16]}... says fails={x.fails}, audit finds "
+                                           f"fails={mine.fails} ({mine.reason})")
+        try:
+            st.apply(e)
+        except (Rejected, MalformedInput) as err:
+            rep.differences.append(f"entry {e.seq} ({e.kind}) breaks the chain rules: {err}")
+            return rep
+        _check_blobs(st, e, get, rep)
+    for r in st.history:
+        for c in r.candidates.values():
+            if r.beacon is not None and c.at > r.reveal_at:
+                rep.differences.append(f"round ({r.height}, {r.round}): candidate recorded after the beacon reveal")
+    _check_reveal_times(entries, st, rep)
+    rep.rounds, rep.blocks = len(st.history), len(st.blocks)
+    want = summary(st)
+    for t, rows in want.items():
+        got = tables.get(t, [])
+        mine = [tuple(r) for r in rows]
+        theirs = [tuple(r) for r in got]
+        if mine != theirs:
+            a, b = set(mine), set(theirs)
+            for row in sorted(b - a, key=repr)[:5]:
+                rep.differences.append(f"table {t}: the node holds {row}, the log implies otherwise")
+            for row in sorted(a - b, key=repr)[:5]:
+                rep.differences.append(f"table {t}: the log implies {row}, the node does not hold it")
+            if a == b:
+                rep.differences.append(f"table {t}: rows differ in order or multiplicity")
+    return rep
+
+
+def _check_reveal_times(entries: list[Entry], st: ChainState, rep: AuditReport) -> None:
+    """Every candidate of a round was recorded (node clock) before its beacon was revealed (beacon clock)."""
+    by_round: dict[tuple[int, int], list[int]] = {}
+    for e in entries:
+        if e.kind == "candidate" and e.extra:
+            h = read_signed_header(e.record).body
+            by_round.setdefault((h.height, h.round), []).append(e.at)
+        if e.kind == "reveal":
+            v = read_record(e.record, "reveal").body
+            late = [t for t in by_round.get((v.height, v.round), []) if t > v.at + MAX_SKEW_MS]
+            if late:
+                rep.differences.append(f"round ({v.height}, {v.round}): a candidate was recorded after the beacon "
+                                       "revealed its value")
+
+
+def _check_blobs(st: ChainState, e: Entry, get, rep: AuditReport) -> None:
+    lay = st.genesis.layout
+    if e.kind == "genesis":
+        _check_data(st.genesis.data, get, rep, "genesis dataset")
+        _check_state(st.genesis.state, lay, get, rep, "genesis state")
+    elif e.kind == "epoch":
+        ep = st.epochs[-1]
+        _check_data(ep.data, get, rep, f"epoch {ep.epoch} dataset")
+        if ep.state is not None:
+            _check_state(ep.state, lay, get, rep, f"epoch {ep.epoch} state")
+    elif e.kind == "candidate" and e.extra:
+        signed = read_signed_header(e.record)
+        data = get(bytes.fromhex(e.extra["update_sha256"]), f"entry {e.seq} update")
+        if data is not None:
+            hasher = LeafHasher(mh.TAG_QUPD, upd.update_leaf_bytes(lay.leaf_size, lay.group_size))
+            hasher.update(data)
+            if hasher.root() != signed.body.root_q:
+                rep.differences.append(f"entry {e.seq}: the stored update does not hash to the header's root_q")
+    elif e.kind == "bundle":
+        hh, sha, size = _bundle_note(e.record)
+        data = get(sha, f"entry {e.seq} bundle")
+        if data is None:
+            return
+        try:
+            b = Bundle.from_bytes(data)
+        except MalformedInput as err:
+            rep.differences.append(f"entry {e.seq}: the stored bundle does not parse ({err})")
+            return
+        if len(data) != size or b.header_hash != hh or not (b.signed_header.verify() and b.verify_signature()):
+            rep.differences.append(f"entry {e.seq}: the stored bundle is not the candidate's signed answer")
+
+
+def _check_data(ref, get, rep: AuditReport, what: str) -> None:
+    import tempfile
+    from pathlib import Path
+
+    data = get(ref.blob, what)
+    if data is None:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "data.pogodata"
+        p.write_bytes(data)
+        try:
+            verify_against(read_packed(p, verify=False), ref.data_root, ref.manifest_hash, what)
+        except (MalformedInput, UserError) as err:
+            rep.differences.append(str(err))
+
+
+def _check_state(ref, layout, get, rep: AuditReport, what: str) -> None:
+    data = get(ref.blob, what)
+    if data is None:
+        return
+    try:
+        arrays = load_state(data, layout, what)
+        if not is_committable(arrays) or state_root(arrays, layout) != ref.root:
+            rep.differences.append(f"{what} does not hash to its recorded root (or is not committable)")
+    except (MalformedInput, UserError) as err:
+        rep.differences.append(str(err))

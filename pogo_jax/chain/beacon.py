@@ -1,0 +1,164 @@
+"""The beacon (PROTOCOL 4.2): one unpredictable 32-byte value per round, from a service no other role can read.
+
+A commit-then-reveal hash chain: from a secret ``s`` and a length ``L``, ``value(i) = H^(L-i)(s)``
+with ``H(x) = SHA-256(b"pogo/beacon/v1" || x)``. The anchor ``value(0)`` is published in the
+genesis record; a reveal proves itself (``H(value(i)) == value(i-1)``) yet says nothing about
+``value(i+1)``. Indices count reveals: round after round, never reused.
+
+``BeaconService`` is the only holder of ``s`` (its own directory, mode 0600). It is bound to one
+chain and one node key (pinned, or trust on first use), and it releases the value of round (h, a)
+only against the node's *signed* submit ``Close`` record for that round whose time has passed on
+the beacon's own clock, and only once: asking twice for a round returns the same signed reveal, and
+rounds only move forward. So neither a miner (no node signature) nor the node itself (it cannot make
+the beacon reveal before the close time, nor twice for one round) can learn a value early or choose
+among values. Every reveal is written to ``reveals.jsonl`` (fsync) before it is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from pogo_jax.errors import MalformedInput, Rejected, UserError
+from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.spec.envelope import seal
+from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem, write_secret_file
+from pogo_jax.spec.records import Close, Reveal, read_record
+
+BEACON_DOMAIN = b"pogo/beacon/v1"
+DEFAULT_LENGTH = 4096
+MAX_LENGTH = 1 << 20
+SKEW_MS = 2_000  # the node's close time may be at most this far ahead of the beacon's clock
+
+
+def step(x: bytes) -> bytes:
+    """One link of the hash chain: value(i - 1) = step(value(i))."""
+    return hashlib.sha256(BEACON_DOMAIN + x).digest()
+
+
+def walk(x: bytes, n: int) -> bytes:
+    for _ in range(n):
+        x = step(x)
+    return x
+
+
+def verify_next(previous: bytes, value: bytes) -> bool:
+    """``value`` is the reveal right after ``previous`` (the anchor for index 1)."""
+    return isinstance(value, bytes) and len(value) == 32 and step(value) == previous
+
+
+def verify_index(anchor: bytes, index: int, value: bytes) -> bool:
+    """``value`` hashed ``index`` times is ``anchor`` (cost: ``index`` hashes)."""
+    return isinstance(value, bytes) and len(value) == 32 and 1 <= index <= MAX_LENGTH and walk(value, index) == anchor
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class BeaconService:
+    """The beacon's secret, signing key and reveal log in one directory (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, clock=now_ms) -> None:
+        self.dir = Path(directory)
+        self.clock = clock
+        meta_f, secret_f, key_f = self.dir / "beacon.json", self.dir / "secret.key", self.dir / "key.pem"
+        if not (meta_f.is_file() and secret_f.is_file() and key_f.is_file()):
+            raise UserError(f"no beacon in {self.dir} (create one with: pogo beacon serve --dir {self.dir})")
+        try:
+            meta = json.loads(meta_f.read_text())
+            self.length = int(meta["length"])
+            self.anchor = bytes.fromhex(meta["anchor"])
+            self._secret = bytes.fromhex(secret_f.read_text().strip())
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise UserError(f"beacon state in {self.dir} is unreadable (corrupted files?)") from None
+        ok = 1 <= self.length <= MAX_LENGTH and len(self._secret) == 32
+        if not ok or walk(self._secret, self.length) != self.anchor:
+            raise UserError(f"beacon secret in {self.dir} does not hash to its anchor (files mixed up?)")
+        self.key = load_private_pem(key_f)
+        self.public = public_bytes(self.key)
+        self.reveals: list[dict] = []
+        log = self.dir / "reveals.jsonl"
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                if line.strip():
+                    self.reveals.append(json.loads(line))
+        self.binding = json.loads((self.dir / "binding.json").read_text()) if (self.dir / "binding.json").is_file() \
+            else None
+
+    @classmethod
+    def create(cls, directory: str | Path, length: int = DEFAULT_LENGTH, secret: bytes | None = None,
+               clock=now_ms) -> BeaconService:
+        """A new beacon: random (or given, for tests) secret, fresh signing key; refuses to overwrite."""
+        d = Path(directory)
+        if (d / "beacon.json").exists():
+            raise UserError(f"a beacon already exists in {d}")
+        if not 1 <= length <= MAX_LENGTH:
+            raise UserError(f"beacon length must be in [1, {MAX_LENGTH}], got {length}")
+        s = os.urandom(32) if secret is None else secret
+        if len(s) != 32:
+            raise ValueError("beacon secret must be 32 bytes")
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        write_secret_file(d / "secret.key", s.hex().encode() + b"\n")
+        save_private_pem(generate_key(), d / "key.pem")
+        meta = {"version": 1, "kind": "hash-chain", "length": length, "anchor": walk(s, length).hex()}
+        write_secret_file(d / "beacon.json", json.dumps(meta, sort_keys=True).encode() + b"\n")
+        return cls(d, clock)
+
+    @classmethod
+    def open_or_create(cls, directory: str | Path, length: int = DEFAULT_LENGTH, clock=now_ms) -> BeaconService:
+        d = Path(directory)
+        return cls(d, clock) if (d / "beacon.json").exists() else cls.create(d, length, clock=clock)
+
+    def info(self) -> dict:
+        return {"key": self.public.hex(), "anchor": self.anchor.hex(), "length": self.length,
+                "revealed": len(self.reveals), "binding": self.binding}
+
+    def bind(self, chain_id: str, node_key: bytes) -> None:
+        """Serve one chain and one node: pinned by the first call (or ``pogo beacon serve --node-key``)."""
+        want = {"chain_id": chain_id, "node_key": node_key.hex()}
+        if self.binding is None:
+            atomic_write_bytes(self.dir / "binding.json", json.dumps(want, sort_keys=True).encode())
+            self.binding = want
+        elif self.binding != want:
+            raise Rejected("WRONG_NODE", "this beacon serves another chain or node key")
+
+    def reveal(self, close_bytes: bytes) -> bytes:
+        """The signed reveal for the round that ``close_bytes`` (the node's signed submit Close) closes."""
+        signed = read_record(close_bytes, "close")
+        c: Close = signed.body
+        if self.binding is None:
+            raise Rejected("NOT_BOUND", "this beacon is bound to no chain yet")
+        if c.chain_id != self.binding["chain_id"] or c.node_key.hex() != self.binding["node_key"]:
+            raise Rejected("WRONG_NODE", "the close record is not from the node this beacon serves")
+        if not signed.verify():
+            raise Rejected("BAD_SIGNATURE", "the close record is not signed by the node")
+        if c.window != "submit":
+            raise MalformedInput("only a submit close record releases a beacon value")
+        now = self.clock()
+        if c.at > now + SKEW_MS:
+            raise Rejected("TOO_EARLY", f"the close record is dated {c.at - now} ms ahead of the beacon's clock")
+        for rec in self.reveals:
+            if (rec["height"], rec["round"]) == (c.height, c.round):
+                if rec["close"] != signed.hash.hex():
+                    raise Rejected("ALREADY_REVEALED", "this round's value was released against another close record")
+                return rec["reveal"].encode("ascii")
+        if self.reveals and (c.height, c.round) < (self.reveals[-1]["height"], self.reveals[-1]["round"]):
+            raise Rejected("STALE_ROUND", "rounds only move forward")
+        index = len(self.reveals) + 1
+        if index > self.length:
+            raise Rejected("EXHAUSTED", f"beacon chain exhausted after {self.length} reveals")
+        value = walk(self._secret, self.length - index)
+        body = Reveal(c.chain_id, self.public, c.height, c.round, index, value, now, signed.hash)
+        out = seal(body, self.key).to_bytes()
+        rec = {"height": c.height, "round": c.round, "close": signed.hash.hex(), "reveal": out.decode("ascii")}
+        with open(self.dir / "reveals.jsonl", "a") as f:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.reveals.append(rec)
+        return out

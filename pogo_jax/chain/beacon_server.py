@@ -1,0 +1,85 @@
+"""The beacon as its own HTTP service (``pogo beacon serve``): its secret never leaves this process.
+
+    GET  /v1/info     the anchor, the beacon's public key, its length, the chain and node it serves
+    POST /v1/bind     {"binding": {"chain_id", "node_key"}, "signature"}: the node proves its key
+    POST /v1/reveal   the node's signed submit Close record -> the signed Reveal (or a 4xx)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.chain.client import BIND_DOMAIN
+from pogo_jax.chain.http import CLIENT_ERRORS, client_error, read_body, want_type
+from pogo_jax.errors import Rejected
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
+from pogo_jax.spec.keys import verify_signature
+
+
+def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> Starlette:
+    import threading
+
+    lock = threading.Lock()
+
+    def guarded(handler):  # noqa: ANN001, ANN202
+        async def run(request: Request):  # noqa: ANN202
+            try:
+                return await handler(request)
+            except CLIENT_ERRORS as e:
+                return client_error(e)
+        return run
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse(service.info())
+
+    async def bind(request: Request) -> JSONResponse:
+        want_type(request, "application/json")
+        obj = parse_canonical(await read_body(request, 4096), "binding")
+        exact_keys(obj, {"binding", "signature"}, "binding")
+        b = get_field(obj, "binding", dict, "binding")
+        exact_keys(b, {"chain_id", "node_key"}, "binding.binding")
+        node_key = hexbytes(b["node_key"], "binding.node_key", 32)
+        if pinned_node_key is not None and node_key != pinned_node_key:
+            raise Rejected("WRONG_NODE", "this beacon is pinned to another node key")
+        if not verify_signature(node_key, BIND_DOMAIN, canonical(b), hexbytes(obj["signature"], "signature", 64)):
+            raise Rejected("BAD_SIGNATURE", "the binding is not signed by the node key it names")
+        with lock:
+            service.bind(get_field(b, "chain_id", str, "binding"), node_key)
+        return JSONResponse({"bound": service.binding})
+
+    async def reveal(request: Request) -> Response:
+        want_type(request, "application/json")
+        data = await read_body(request, 1 << 16)
+
+        def run() -> bytes:
+            with lock:
+                return service.reveal(data)
+
+        return Response(await run_in_threadpool(run), media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/info", guarded(info)), Route("/v1/bind", guarded(bind), methods=["POST"]),
+                             Route("/v1/reveal", guarded(reveal), methods=["POST"])])
+
+
+def serve(directory: str | Path, host: str, port: int, length: int, node_key: bytes | None = None,
+          ready_file: str | None = None) -> None:
+    import sys
+
+    import uvicorn
+
+    from pogo_jax.chain.node import _announce
+
+    service = BeaconService.open_or_create(directory, length)
+    print(f"beacon anchor {service.anchor.hex()} key {service.public.hex()} ({service.length} values, "
+          f"{len(service.reveals)} revealed)", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(make_app(service, node_key), host=host, port=port, log_level="warning",
+                                           access_log=False))
+    _announce(server, ready_file, "beacon")
+    server.run()

@@ -1,0 +1,476 @@
+"""``Chain``: the node's core, transport-free. It owns the ledger and the blob store, runs every
+incoming record through ``ChainState.apply`` under one lock, and moves rounds forward on its clock.
+
+Writes are signed objects, each re-checked here before anything changes (the HTTP layer only
+frames bytes): a candidate (signed header, then its whole update, accepted only when the streamed
+bytes hash to ``root_q``), a bundle (stored and hashed at once, immutable), an attestation, a
+governance record. ``tick`` closes windows that are due (signed by the node key), fetches the
+beacon's reveal against the node's signed submit close, and finalizes a round after re-checking
+every objective claim itself from the stored bytes. The clock and the beacon are injected, so tests
+drive rounds with a fake clock and an in-process beacon; ``pogo node serve`` passes the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pogo_jax.chain.blobs import BlobStore, LeafHasher, Upload
+from pogo_jax.chain.history import StateCache, confirmed_state
+from pogo_jax.chain.ledger import Ledger, summary
+from pogo_jax.chain.log import Entry
+from pogo_jax.chain.state import ChainState, bundle_note
+from pogo_jax.errors import MalformedInput, Rejected, UserError
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.attestation import OBJECTIVE_FULL, read_signed_attestation
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.dataset import read_packed, verify_against
+from pogo_jax.spec.envelope import Signed, seal
+from pogo_jax.spec.header import read_signed_header
+from pogo_jax.spec.keys import PrivateKey, load_private_pem, public_bytes
+from pogo_jax.spec.light import verify_light
+from pogo_jax.spec.records import Close, Finalize, Recheck, read_record
+from pogo_jax.spec.state import is_committable, load_state, rebuild, state_root, update_size
+
+log = logging.getLogger("pogo.chain")
+
+Clock = Callable[[], int]
+MAX_HEADER_BYTES = 1 << 16
+MAX_EPOCH_BLOB = 1 << 36
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What a write did: the entry it became (or the one it duplicates) and how it was taken."""
+
+    seq: int
+    kind: str
+    result: str  # "admitted", "evidence" (signer slashed), "duplicate"
+    record_hash: str = ""
+
+    def to_obj(self) -> dict:
+        return {"seq": self.seq, "kind": self.kind, "result": self.result, "record_hash": self.record_hash}
+
+
+@dataclass
+class CandidateUpload:
+    """A candidate whose header passed the checks and whose update is being received."""
+
+    signed: Signed
+    header_bytes: bytes
+    upload: Upload
+    hasher: LeafHasher
+
+    def write(self, chunk: bytes) -> None:
+        self.upload.write(chunk)
+
+    def discard(self) -> None:
+        self.upload.discard()
+
+
+class Chain:
+    def __init__(self, directory: str | Path, clock: Clock = wall_ms, beacon=None) -> None:
+        self.dir = Path(directory)
+        self.clock = clock
+        self.beacon = beacon  # has .reveal(close_bytes) -> reveal bytes (in-process or HTTP)
+        self.lock = threading.RLock()
+        self.ledger = Ledger.open(self.dir / "ledger.sqlite")
+        self.blobs = BlobStore(self.dir / "blobs")
+        self.blobs.clean_tmp()
+        self.key: PrivateKey = load_private_pem(self.dir / "node.pem")
+        self.state = self._replay()
+        if public_bytes(self.key) != self.state.genesis.node_key:
+            raise UserError(f"{self.dir}/node.pem is not the node key the genesis record names")
+        self._check_tables()
+        self._gc_blobs()
+        self.cache = StateCache()
+        self._last_reveal_error = ""
+
+    # ------------------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, directory: str | Path, genesis_bytes: bytes, blobs: Iterable[bytes], node_key: PrivateKey,
+               clock: Clock = wall_ms, beacon=None) -> Chain:
+        """A new chain directory from a signed genesis record and the blobs it names (state, dataset)."""
+        from pogo_jax.spec.keys import save_private_pem
+
+        d = Path(directory)
+        if (d / "ledger.sqlite").exists():
+            raise UserError(f"a chain already exists in {d}")
+        store = BlobStore(d / "blobs")
+        for b in blobs:
+            store.put(b)
+        g = read_record(genesis_bytes, "genesis").body
+        _check_dataset(store, g.data, "genesis dataset")
+        _check_state(store, g.state, g.layout, "genesis state")
+        save_private_pem(node_key, d / "node.pem", force=True)
+        ledger = Ledger.create(d / "ledger.sqlite")
+        st = ChainState()
+        e = Entry.make(0, clock(), "genesis", genesis_bytes, {}, st.last_hash)
+        st.apply(e)
+        ledger.append(e, st)
+        ledger.close()
+        return cls(d, clock, beacon)
+
+    def _replay(self) -> ChainState:
+        st = ChainState()
+        for e in self.ledger.entries():
+            try:
+                st.apply(e)
+            except (Rejected, MalformedInput) as err:
+                raise UserError(f"ledger {self.ledger.path}: entry {e.seq} breaks the chain rules ({err}); "
+                                f"run pogo audit {self.dir}") from None
+        if st.genesis is None:
+            raise UserError(f"ledger {self.ledger.path} holds no genesis record")
+        return st
+
+    def _check_tables(self) -> None:
+        want, got = summary(self.state), self.ledger.tables()
+        for t, rows in want.items():
+            if [tuple(r) for r in rows] != got[t]:
+                raise UserError(f"ledger {self.ledger.path}: table '{t}' differs from what its log implies "
+                                f"(edited by hand?); run pogo audit {self.dir}")
+
+    def _gc_blobs(self) -> None:
+        keep = self.referenced_blobs()
+        for sha in self.blobs.all():
+            if sha not in keep:
+                self.blobs.remove(sha)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # ------------------------------------------------------------------------------ reading
+    def referenced_blobs(self) -> set[bytes]:
+        st = self.state
+        out = {st.genesis.state.blob, st.genesis.data.blob}
+        for ep in st.epochs:
+            out.add(ep.data.blob)
+            if ep.state is not None:
+                out.add(ep.state.blob)
+        for r in [*st.history, st.round]:
+            for c in r.candidates.values():
+                out.add(c.update_sha256)
+                if c.bundle_sha256 is not None:
+                    out.add(c.bundle_sha256)
+        return out
+
+    def visible(self, sha: bytes) -> bool:
+        """Served to anyone? Everything the log references, except the updates of a round whose
+        submission window is still open (nobody may copy a rival's work)."""
+        with self.lock:
+            r = self.state.round
+            if r.phase == "submit" and any(c.update_sha256 == sha for c in r.candidates.values()):
+                return False
+            return sha in self.referenced_blobs() and self.blobs.has(sha)
+
+    # ------------------------------------------------------------------------------ writing
+    def _append(self, kind: str, record: bytes, extra: dict | None = None, at: int | None = None) -> Accepted:
+        with self.lock:
+            st = self.state
+            at = max(self.clock() if at is None else at, st.last_at)
+            e = Entry.make(st.seq, at, kind, record, extra or {}, st.last_hash)
+            try:
+                result = st.apply(e)
+            except (Rejected, MalformedInput):
+                raise
+            except BaseException:
+                self.state = self._replay()  # a bug mid-apply must not leave a half-changed state
+                raise
+            try:
+                self.ledger.append(e, st)
+            except BaseException:
+                self.state = self._replay()
+                raise
+            return Accepted(e.seq, kind, result)
+
+    def _duplicate(self, record_hash: bytes, kind: str) -> Accepted | None:
+        seq = self.state.seen.get(record_hash)
+        return None if seq is None else Accepted(seq, kind, "duplicate", record_hash.hex())
+
+    def submit_candidate(self, header_bytes: bytes, chunks: Iterable[bytes]) -> Accepted:
+        """A signed header and its whole update (streamed)."""
+        begun = self.begin_candidate(header_bytes)
+        if isinstance(begun, Accepted):
+            return begun
+        try:
+            for chunk in chunks:
+                begun.write(chunk)
+        except BaseException:
+            begun.discard()
+            raise
+        return self.finish_candidate(begun)
+
+    def begin_candidate(self, header_bytes: bytes) -> Accepted | CandidateUpload:
+        """Check a candidate's signed header before any update byte is read. A duplicate returns its
+        entry; a replay or an equivocation is recorded as evidence (its signer slashed) at once;
+        otherwise the returned upload takes the update bytes."""
+        if len(header_bytes) > MAX_HEADER_BYTES:
+            raise MalformedInput("signed header too large")
+        signed = read_signed_header(header_bytes)
+        with self.lock:
+            dup = self._duplicate(signed.hash, "candidate")
+            if dup is not None:
+                return dup
+            verdict = self.state.check_candidate(signed, max(self.clock(), self.state.last_at))
+            if verdict != "ok":
+                acc = self._append("candidate", header_bytes)
+                return Accepted(acc.seq, "candidate", acc.result, signed.hash.hex())
+        lay = self.state.genesis.layout
+        hasher = LeafHasher(mh.TAG_QUPD, upd.update_leaf_bytes(lay.leaf_size, lay.group_size))
+        return CandidateUpload(signed, header_bytes, self.blobs.upload(update_size(lay), hasher), hasher)
+
+    def finish_candidate(self, cu: CandidateUpload) -> Accepted:
+        """The update is complete: check its length and root_q, store it, record the candidate."""
+        want = update_size(self.state.genesis.layout)
+        try:
+            if cu.upload.size != want:
+                raise Rejected("BAD_LENGTH", f"update is {cu.upload.size} bytes, the layout needs {want}")
+            if cu.hasher.root() != cu.signed.body.root_q:
+                raise Rejected("ROOT_Q_MISMATCH", "the uploaded update does not hash to the header's root_q")
+            sha = cu.upload.commit()
+        except BaseException:
+            cu.upload.discard()
+            raise
+        try:
+            acc = self._append("candidate", cu.header_bytes, {"update_sha256": sha.hex()})
+        except BaseException:
+            with self.lock:
+                if sha not in self.referenced_blobs():
+                    self.blobs.remove(sha)
+            raise
+        return Accepted(acc.seq, "candidate", acc.result, cu.signed.hash.hex())
+
+    def submit_bundle(self, data: bytes) -> Accepted:
+        """A miner's signed bundle for a recorded candidate: stored, hashed and named in the log at once."""
+        b = Bundle.from_bytes(data)
+        if not (b.signed_header.verify() and b.verify_signature()):
+            raise Rejected("BAD_SIGNATURE", "the bundle is not signed by the candidate's miner (it proves nothing)")
+        sha = hashlib.sha256(data).digest()
+        with self.lock:
+            cand = self.state.round.candidates.get(b.header_hash)
+            if cand is not None and cand.bundle_sha256 == sha:
+                return Accepted(self.state.seq - 1, "bundle", "duplicate", sha.hex())
+            if cand is not None and cand.header.to_bytes() != b.signed_header.to_bytes():
+                raise Rejected("UNKNOWN_HEADER", "the bundle's header is not the recorded one")
+            self.blobs.put(data)
+            try:
+                acc = self._append("bundle", bundle_note(b.header_hash, sha, len(data)))
+            except BaseException:
+                if sha not in self.referenced_blobs():
+                    self.blobs.remove(sha)
+                raise
+        return Accepted(acc.seq, "bundle", acc.result, sha.hex())
+
+    def max_bundle_bytes(self) -> int:
+        lay, k = self.state.genesis.layout, self.state.rules.k_leaves
+        per = 8 * lay.leaf_size + upd.update_leaf_bytes(lay.leaf_size, lay.group_size) + 3 * 66 * 64 + 256
+        return min(k, lay.n_leaves) * per + (4 << 20)
+
+    def submit_attestation(self, data: bytes) -> Accepted:
+        signed = read_signed_attestation(data)
+        with self.lock:
+            dup = self._duplicate(signed.hash, "attestation")
+            if dup is not None:
+                return dup
+            acc = self._append("attestation", data)
+        return Accepted(acc.seq, "attestation", acc.result, signed.hash.hex())
+
+    def submit_register(self, data: bytes) -> Accepted:
+        signed = read_record(data, "register")
+        with self.lock:
+            dup = self._duplicate(signed.hash, "register")
+            if dup is not None:
+                return dup
+            acc = self._append("register", data)
+        return Accepted(acc.seq, "register", acc.result, signed.hash.hex())
+
+    def submit_epoch(self, data: bytes, dataset: Iterable[bytes], state: Iterable[bytes] | None) -> Accepted:
+        """A governance-signed epoch with its dataset (and initial state), streamed."""
+        self.check_epoch(data)
+        ups = [self.blobs.upload(MAX_EPOCH_BLOB)] + ([self.blobs.upload(MAX_EPOCH_BLOB)] if state is not None else [])
+        try:
+            for up, chunks in zip(ups, [dataset] + ([state] if state is not None else []), strict=True):
+                for c in chunks:
+                    up.write(c)
+        except BaseException:
+            for up in ups:
+                up.discard()
+            raise
+        return self.finish_epoch(data, ups[0], ups[1] if len(ups) > 1 else None)
+
+    def check_epoch(self, data: bytes) -> None:
+        """Before any blob byte is read: the record parses and is the governance key's."""
+        signed = read_record(data, "epoch")
+        if signed.body.signer != self.state.genesis.governance_key or not signed.verify():
+            raise Rejected("WRONG_SIGNER", "epochs are signed by the chain's governance key")
+
+    def finish_epoch(self, data: bytes, dataset: Upload, state: Upload | None) -> Accepted:
+        """Both blobs are received: they must hash to what the record names and pass the root checks
+        (dataset against data_root and manifest hash, state against its root) before it is recorded."""
+        signed = read_record(data, "epoch")
+        ep = signed.body
+        stored: list[bytes] = []
+        try:
+            with self.lock:
+                dup = self._duplicate(signed.hash, "epoch")
+            if dup is not None:
+                raise _Dup(dup)
+            if (state is None) != (ep.state is None):
+                raise MalformedInput("the epoch record and the upload disagree on whether there is an initial state")
+            for up, ref, what in ((dataset, ep.data, "dataset"), (state, ep.state, "state")):
+                if up is None:
+                    continue
+                if up.sha256 != ref.blob:
+                    raise Rejected("BLOB_MISMATCH", f"the uploaded {what} does not hash to {ref.blob.hex()[:16]}...")
+                stored.append(up.commit())
+            _check_dataset(self.blobs, ep.data, "epoch dataset")
+            if ep.state is not None:
+                _check_state(self.blobs, ep.state, self.state.genesis.layout, "epoch state")
+            acc = self._append("epoch", data)
+        except _Dup as d:
+            for up in (dataset, state):
+                if up is not None:
+                    up.discard()
+            return d.acc
+        except BaseException:
+            for up in (dataset, state):
+                if up is not None:
+                    up.discard()
+            with self.lock:
+                for sha in stored:
+                    if sha not in self.referenced_blobs():
+                        self.blobs.remove(sha)
+            raise
+        return Accepted(acc.seq, "epoch", acc.result, signed.hash.hex())
+
+    # ------------------------------------------------------------------------------ time
+    def _node_record(self, body_type, **fields) -> bytes:  # noqa: ANN001
+        st = self.state
+        body = body_type(chain_id=st.genesis.chain_id, node_key=st.genesis.node_key, height=st.round.height,
+                         round=st.round.round, prev=st.last_hash, **fields)
+        return seal(body, self.key).to_bytes()
+
+    def tick(self) -> list[str]:
+        """Advance the open round as far as its windows allow; returns the kinds appended."""
+        done: list[str] = []
+        for _ in range(8):
+            step = self._tick_once()
+            if step is None:
+                break
+            done.append(step)
+        return done
+
+    def _tick_once(self) -> str | None:
+        with self.lock:
+            st, r = self.state, self.state.round
+            now = max(self.clock(), st.last_at)
+            if r.phase == "submit" and r.first_at is not None and now >= r.first_at + st.rules.submit_window_ms:
+                rec = self._node_record(Close, window="submit", at=now, candidates=tuple(r.candidates))
+                self._append("close", rec, at=now)
+                return "close"
+            if r.phase == "proof":
+                missing = tuple(h for h, c in r.candidates.items() if c.bundle_sha256 is None)
+                if not missing or now >= r.reveal_at + st.rules.prove_window_ms:
+                    self._append("close", self._node_record(Close, window="proof", at=now, candidates=missing), at=now)
+                    return "close"
+                return None
+            want = st.claims() if r.phase == "attest" and st.finalize_due(now) else None
+            phase = r.phase
+        if phase == "beacon":
+            return self._fetch_reveal()
+        if want is None:
+            return None
+        rechecks = tuple(self.recheck(hh, tier) for hh, tier in want)
+        with self.lock:
+            st = self.state
+            now = max(self.clock(), st.last_at)
+            if st.round.phase != "attest" or not st.finalize_due(now) or st.claims() != want:
+                return None
+            self._append("finalize", self._node_record(Finalize, at=now, rechecks=rechecks), at=now)
+            return "finalize"
+
+    def _submit_close_bytes(self) -> bytes:
+        r = self.state.round
+        for e in reversed(self.ledger.entries(max(0, self.state.seq - 4096))):
+            if e.kind == "close":
+                signed = read_record(e.record, "close")
+                if signed.hash == r.submit_close:
+                    return e.record
+        raise RuntimeError("the open round's submit close record is not in the ledger")
+
+    def _fetch_reveal(self) -> str | None:
+        if self.beacon is None:
+            return None
+        with self.lock:
+            close_bytes = self._submit_close_bytes()
+        try:
+            reveal = self.beacon.reveal(close_bytes)
+        except Exception as e:  # the beacon down or refusing: the round waits, the next tick retries
+            msg = f"beacon: {e}"
+            if msg != self._last_reveal_error:
+                log.warning("%s (the round waits; retrying)", msg)
+                self._last_reveal_error = msg
+            return None
+        self._last_reveal_error = ""
+        self._append("reveal", reveal)
+        return "reveal"
+
+    # ------------------------------------------------------------------------------ re-checks
+    def fetch(self, sha: bytes) -> bytes:
+        return self.blobs.get(sha)
+
+    def recheck(self, header_hash: bytes, tier: str) -> Recheck:
+        return recheck(self.state, header_hash, tier, self.fetch, self.cache)
+
+
+def recheck(st: ChainState, header_hash: bytes, tier: str, fetch, cache: StateCache | None = None) -> Recheck:
+    """Re-check the objective claims against one candidate from stored bytes: the light rule on its
+    bundle, or the full rebuild from the confirmed state and its update. Deterministic, so the node
+    and ``pogo audit`` reach the same answer."""
+    ctx = st.context(header_hash)
+    if tier == "light":
+        b = Bundle.from_bytes(fetch(ctx.bundle_sha256))
+        res = verify_light(b, ctx)
+        return Recheck(header_hash, "light", bool(res.fraud_proof), res.reason if not res.accept else "OK")
+    theta = confirmed_state(st, ctx.height - 1, fetch, cache)
+    if theta.root != ctx.root_prev:
+        raise RuntimeError("confirmed state root differs from the round's root_prev")
+    hd = ctx.header.body
+    try:
+        rebuild(theta.arrays, fetch(ctx.update_sha256), ctx.layout, hd.root_q, hd.root_next)
+    except Rejected as r:
+        return Recheck(header_hash, "full", r.code in OBJECTIVE_FULL, r.code)
+    return Recheck(header_hash, "full", False, "OK")
+
+
+class _Dup(Exception):
+    def __init__(self, acc: Accepted) -> None:
+        self.acc = acc
+
+
+def _check_dataset(store: BlobStore, ref, what: str) -> None:
+    if not store.has(ref.blob):
+        raise MalformedInput(f"{what}: blob {ref.blob.hex()[:16]}... is not stored")
+    ds = read_packed(store.path(ref.blob), verify=False)
+    verify_against(ds, ref.data_root, ref.manifest_hash, what)
+
+
+def _check_state(store: BlobStore, ref, layout, what: str) -> None:
+    if not store.has(ref.blob):
+        raise MalformedInput(f"{what}: blob {ref.blob.hex()[:16]}... is not stored")
+    arrays = load_state(store.get(ref.blob), layout, what)
+    if not is_committable(arrays):
+        raise MalformedInput(f"{what} holds NaN, Inf, a subnormal or -0.0 (flush it like genesis)")
+    if state_root(arrays, layout) != ref.root:
+        raise MalformedInput(f"{what} does not hash to its recorded root")
+

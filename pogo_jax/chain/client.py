@@ -1,0 +1,305 @@
+"""Clients of the node and of the beacon: the only way a role talks to the chain.
+
+``NodeClient`` speaks HTTP (httpx): it retries with backoff on connection errors, time-outs and
+502/503/504, resumes an interrupted blob download with ``Range``, shows a progress bar for large
+transfers, and checks every fetched blob against the SHA-256 it asked for before returning it. A 4xx
+is the node refusing: it becomes ``Refused`` (a ``Rejected`` with the node's code and one line).
+``LocalClient`` offers the same methods over an in-process ``Chain`` (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from pogo_jax.chain.http import frame
+from pogo_jax.chain.log import Entry, read_entries
+from pogo_jax.errors import Rejected, UserError
+from pogo_jax.spec.encoding import canonical
+from pogo_jax.spec.keys import sign
+
+RETRY_STATUS = {502, 503, 504}
+CHUNK = 1 << 20
+PROGRESS_MIN_BYTES = 8 << 20
+
+
+class Refused(Rejected):
+    """The node (or beacon) refused a request with a 4xx; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(code, detail)
+        self.status = status
+
+
+def _progress(total: int, what: str, enabled: bool | None):  # noqa: ANN202 - a callable(n) and a closer
+    show = (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty()) if enabled is None else enabled
+    if not show:
+        return (lambda n: None), (lambda: None)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    p = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                 transient=True)
+    p.start()
+    task = p.add_task(what, total=total)
+    return (lambda n: p.advance(task, n)), p.stop
+
+
+class _Http:
+    def __init__(self, url: str, timeout: float = 30.0, retries: int = 8, backoff: float = 0.25) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"{url!r} is not an http:// URL")
+        self.url = url.rstrip("/")
+        self.retries, self.backoff = retries, backoff
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:  # noqa: ANN003
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.http.request(method, path, **kw)
+            except (httpx.TransportError, httpx.TimeoutException) as e:
+                if attempt == self.retries:
+                    raise UserError(f"cannot reach {self.url} ({type(e).__name__}: {str(e)[:80]}); is it running?") \
+                        from None
+            else:
+                if r.status_code not in RETRY_STATUS or attempt == self.retries:
+                    return self._check(r)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _check(self, r: httpx.Response) -> httpx.Response:
+        if r.status_code < 400:
+            return r
+        try:
+            obj = r.json()
+            code, msg = str(obj.get("code", "HTTP")), str(obj.get("error", r.text))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            code, msg = "HTTP", r.text[:200]
+        if r.status_code >= 500:
+            raise UserError(f"{self.url} failed: HTTP {r.status_code} {msg[:200]}")
+        raise Refused(r.status_code, code, msg)
+
+
+class NodeClient(_Http):
+    def info(self) -> dict:
+        return self.request("GET", "/v1/info").json()
+
+    def round(self) -> dict:
+        return self.request("GET", "/v1/round").json()
+
+    def tables(self) -> dict[str, list[tuple]]:
+        return {k: [tuple(r) for r in v] for k, v in self.request("GET", "/v1/tables").json().items()}
+
+    def entries(self, start: int = 0) -> list[Entry]:
+        out: list[Entry] = []
+        while True:
+            page = read_entries(self.request("GET", "/v1/log", params={"from": start + len(out)}).content)
+            if not page:
+                return out
+            out += page
+
+    def blob(self, sha: bytes, progress: bool | None = None) -> bytes:
+        """A blob's bytes, checked against ``sha`` (resumes a broken transfer)."""
+        buf = bytearray()
+        for chunk in self._blob_chunks(sha, 0, progress):
+            buf += chunk
+        data = bytes(buf)
+        if hashlib.sha256(data).digest() != sha:
+            raise UserError(f"blob {sha.hex()[:16]}... from {self.url} does not hash to its name: refusing it")
+        return data
+
+    def blob_to_file(self, sha: bytes, path: str | Path, progress: bool | None = None) -> Path:
+        """Download into ``path`` via ``path.part`` (kept across a crash, so the next call resumes)."""
+        path = Path(path)
+        if path.is_file() and _file_sha(path) == sha:
+            return path
+        part = path.with_name(path.name + ".part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+        with open(part, "ab") as f:
+            for chunk in self._blob_chunks(sha, have, progress):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        if _file_sha(part) != sha:
+            part.unlink()
+            raise UserError(f"blob {sha.hex()[:16]}... from {self.url} does not hash to its name: refusing it")
+        os.replace(part, path)
+        return path
+
+    def _blob_chunks(self, sha: bytes, start: int, progress: bool | None) -> Iterator[bytes]:
+        head = self.request("HEAD", f"/v1/blobs/{sha.hex()}")
+        total = int(head.headers["content-length"])
+        tick, done = _progress(total, f"blob {sha.hex()[:12]}", progress)
+        tick(start)
+        got = start
+        failures = 0
+        try:
+            while got < total:
+                try:
+                    headers = {"range": f"bytes={got}-"} if got else {}
+                    with self.http.stream("GET", f"/v1/blobs/{sha.hex()}", headers=headers) as r:
+                        self._check(r)
+                        for chunk in r.iter_bytes(CHUNK):
+                            got += len(chunk)
+                            tick(len(chunk))
+                            yield chunk
+                except (httpx.TransportError, httpx.TimeoutException):
+                    failures += 1
+                    if failures > self.retries:
+                        raise UserError(f"download of blob {sha.hex()[:16]}... from {self.url} keeps failing") \
+                            from None
+                    time.sleep(min(self.backoff * 2 ** failures, 5.0))
+        finally:
+            done()
+
+    def _post(self, path: str, content, ctype: str) -> dict:  # noqa: ANN001
+        return self.request("POST", path, content=content, headers={"content-type": ctype}).json()
+
+    def submit_candidate(self, header_bytes: bytes, update: bytes | Path, progress: bool | None = None) -> dict:
+        size = len(update) if isinstance(update, bytes) else Path(update).stat().st_size
+        tick, done = _progress(size, "update upload", progress)
+
+        def body() -> Iterator[bytes]:
+            yield frame(header_bytes)
+            if isinstance(update, bytes):
+                for i in range(0, len(update), CHUNK):
+                    tick(min(CHUNK, len(update) - i))
+                    yield update[i:i + CHUNK]
+            else:
+                with open(update, "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        tick(len(chunk))
+                        yield chunk
+
+        try:
+            content = body() if size >= PROGRESS_MIN_BYTES else b"".join(body())
+            return self._post("/v1/candidates", content, "application/octet-stream")
+        finally:
+            done()
+
+    def submit_bundle(self, data: bytes) -> dict:
+        return self._post("/v1/bundles", data, "application/octet-stream")
+
+    def submit_attestation(self, data: bytes) -> dict:
+        return self._post("/v1/attestations", data, "application/json")
+
+    def submit_register(self, data: bytes) -> dict:
+        return self._post("/v1/governance/register", data, "application/json")
+
+    def submit_epoch(self, record: bytes, data_file: Path, state: bytes | None) -> dict:
+        import struct
+
+        def body() -> Iterator[bytes]:
+            yield frame(record)
+            yield struct.pack("<Q", Path(data_file).stat().st_size)
+            with open(data_file, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+            yield struct.pack("<Q", len(state or b""))
+            if state:
+                yield state
+
+        return self._post("/v1/governance/epochs", body(), "application/octet-stream")
+
+
+def _file_sha(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.digest()
+
+
+class LocalClient:
+    """``NodeClient``'s methods over an in-process ``Chain`` (no network, same bytes)."""
+
+    def __init__(self, chain) -> None:  # noqa: ANN001
+        self.chain = chain
+        self.url = f"local:{chain.dir}"
+
+    def close(self) -> None:
+        pass
+
+    def info(self) -> dict:
+        st = self.chain.state
+        return {"chain_id": st.genesis.chain_id, "seq": st.seq, "tip_height": st.tip_height}
+
+    def entries(self, start: int = 0) -> list[Entry]:
+        return self.chain.ledger.entries(start)
+
+    def tables(self) -> dict[str, list[tuple]]:
+        return self.chain.ledger.tables()
+
+    def blob(self, sha: bytes, progress: bool | None = None) -> bytes:
+        if not self.chain.visible(sha):
+            raise Refused(404, "NOT_FOUND", "no such blob (or not public yet)")
+        return self.chain.blobs.get(sha)
+
+    def blob_to_file(self, sha: bytes, path: str | Path, progress: bool | None = None) -> Path:
+        from pogo_jax.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(path, self.blob(sha))
+        return Path(path)
+
+    def _wrap(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
+        acc = fn(*args)
+        if acc.result == "evidence":
+            raise Refused(409, "SLASHED_EVIDENCE", "recorded as evidence against its signer")
+        return acc.to_obj()
+
+    def submit_candidate(self, header_bytes: bytes, update: bytes | Path, progress: bool | None = None) -> dict:
+        data = update if isinstance(update, bytes) else Path(update).read_bytes()
+        return self._wrap(self.chain.submit_candidate, header_bytes, [data])
+
+    def submit_bundle(self, data: bytes) -> dict:
+        return self._wrap(self.chain.submit_bundle, data)
+
+    def submit_attestation(self, data: bytes) -> dict:
+        return self._wrap(self.chain.submit_attestation, data)
+
+    def submit_register(self, data: bytes) -> dict:
+        return self._wrap(self.chain.submit_register, data)
+
+    def submit_epoch(self, record: bytes, data_file: Path, state: bytes | None) -> dict:
+        return self._wrap(self.chain.submit_epoch, record, [Path(data_file).read_bytes()],
+                          None if state is None else [state])
+
+
+class BeaconClient(_Http):
+    """The node's side of the beacon service."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        super().__init__(url, timeout, retries=2)
+
+    def info(self) -> dict:
+        return self.request("GET", "/v1/info").json()
+
+    def bind(self, chain) -> None:  # noqa: ANN001 - a Chain
+        """Bind the beacon to this chain and node key (proved by a signature over the binding)."""
+        g = chain.state.genesis
+        msg = canonical({"chain_id": g.chain_id, "node_key": g.node_key.hex()})
+        info = self.info()
+        if info["key"] != g.beacon_key.hex() or info["anchor"] != g.beacon_anchor.hex():
+            raise UserError(f"the beacon at {self.url} is not the one this chain's genesis names")
+        self.request("POST", "/v1/bind", content=canonical({"binding": json.loads(msg),
+                                                             "signature": sign(chain.key, BIND_DOMAIN, msg).hex()}),
+                     headers={"content-type": "application/json"})
+
+    def reveal(self, close_bytes: bytes) -> bytes:
+        return self.request("POST", "/v1/reveal", content=close_bytes,
+                            headers={"content-type": "application/json"}).content
+
+
+BIND_DOMAIN = b"pogo/beacon/bind/v1"

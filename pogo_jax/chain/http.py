@@ -1,0 +1,140 @@
+"""HTTP plumbing shared by the node and the beacon service: bounded bodies, one-line errors, framing.
+
+A client's mistake is a 4xx with one JSON line ``{"error": "...", "code": "..."}``, never a 500 or a
+traceback: malformed bytes 400, a wrong signer 403, an unknown thing 404, a conflict with the chain's
+state 409, too large 413, the wrong content type 415.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from pogo_jax.errors import MalformedInput, Rejected, UserError
+
+log = logging.getLogger("pogo.http")
+
+FORBIDDEN = {"BAD_SIGNATURE", "WRONG_SIGNER", "UNREGISTERED_MINER", "UNREGISTERED_VERIFIER", "SLASHED_MINER",
+             "SLASHED_VERIFIER", "WRONG_NODE", "NOT_BOUND"}
+NOT_FOUND = {"UNKNOWN_HEADER", "NOT_FOUND"}
+CLIENT_ERRORS = (MalformedInput, Rejected, UserError)
+
+
+class TooLarge(MalformedInput):
+    pass
+
+
+class WrongType(MalformedInput):
+    pass
+
+
+def error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse:
+    line = " ".join(str(message).split())[:400]
+    return JSONResponse({"error": line, "code": code}, status_code=status)
+
+
+def client_error(e: Exception) -> JSONResponse:
+    if isinstance(e, TooLarge):
+        return error(413, str(e), "TOO_LARGE")
+    if isinstance(e, WrongType):
+        return error(415, str(e), "WRONG_CONTENT_TYPE")
+    if isinstance(e, Rejected):
+        status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 409
+        return error(status, f"{e.code}: {e.detail}", e.code)
+    return error(400, str(e), "MALFORMED")
+
+
+def want_type(request: Request, *types: str) -> None:
+    got = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if got not in types:
+        raise WrongType(f"content type must be {' or '.join(types)}, got {got or 'none'!r}")
+
+
+def check_length(request: Request, limit: int) -> None:
+    n = request.headers.get("content-length")
+    if n is not None:
+        try:
+            size = int(n)
+        except ValueError:
+            raise MalformedInput("Content-Length is not a number") from None
+        if size > limit:
+            raise TooLarge(f"body of {size} bytes is larger than the {limit} allowed here")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes ``limit`` bytes (never buffered beyond it)."""
+    check_length(request, limit)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLarge(f"body is larger than the {limit} bytes allowed here")
+    return bytes(buf)
+
+
+class Framed:
+    """Reads a framed body: length-prefixed parts first, then the rest as a stream."""
+
+    def __init__(self, request: Request) -> None:
+        self._it = request.stream().__aiter__()
+        self._buf = bytearray()
+        self._done = False
+
+    async def _fill(self, n: int) -> None:
+        while len(self._buf) < n and not self._done:
+            try:
+                self._buf += await self._it.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+
+    async def exact(self, n: int, what: str) -> bytes:
+        await self._fill(n)
+        if len(self._buf) < n:
+            raise MalformedInput(f"body ends inside the {what}")
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    async def u32(self, what: str) -> int:
+        return struct.unpack("<I", await self.exact(4, f"{what} length"))[0]
+
+    async def u64(self, what: str) -> int:
+        return struct.unpack("<Q", await self.exact(8, f"{what} length"))[0]
+
+    async def drain(self, limit: int) -> None:
+        """Read and discard up to ``limit`` more bytes (then stop reading: the connection will close)."""
+        left = limit - len(self._buf)
+        self._buf.clear()
+        while left > 0 and not self._done:
+            try:
+                left -= len(await self._it.__anext__())
+            except StopAsyncIteration:
+                self._done = True
+
+    async def chunks(self, n: int | None = None):  # noqa: ANN201 - async iterator of bytes
+        """The next ``n`` bytes (or everything left) as chunks."""
+        left = n
+        while left is None or left > 0:
+            if not self._buf:
+                await self._fill(1)
+                if not self._buf:
+                    break
+            take = len(self._buf) if left is None else min(left, len(self._buf))
+            out = bytes(self._buf[:take])
+            del self._buf[:take]
+            if left is not None:
+                left -= take
+            yield out
+        if left:
+            raise MalformedInput("body ends before the announced length")
+
+
+def frame(*parts: bytes, lengths: str = "I") -> bytes:
+    """Client side of the framing: each part prefixed by its length (u32 or u64 per ``lengths``)."""
+    out = b""
+    for p, L in zip(parts, lengths * len(parts), strict=False):
+        out += struct.pack("<" + L, len(p)) + p
+    return out

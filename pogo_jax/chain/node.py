@@ -1,0 +1,289 @@
+"""The chain node over HTTP: one process owning the ledger and blob store, serving the v1 API.
+
+Starlette on uvicorn (see the README for why). The handlers only frame bytes and map errors: every
+rule is ``Chain``'s. Writes are signed objects, re-checked inside one transaction; large blobs
+stream both ways with bounded memory (uploads go to a temp file hashed as they arrive, downloads are
+read in 1 MiB chunks and honour ``Range`` so clients resume); a background ticker moves rounds
+forward on the node's clock and asks the beacon service for each round's value.
+
+    GET  /                      read-only explorer (rounds, candidates, verdicts, stakes, loss plot)
+    GET  /v1/info               chain id, genesis hash, node key, tip, open round
+    GET  /v1/log?from=N&limit=M the signed log (canonical JSON), N onwards
+    GET  /v1/tables             the node's derived tables (what ``pogo audit`` compares)
+    GET  /v1/round              the open round: phase, deadlines, candidates
+    GET  /v1/blobs/{sha256}     a stored blob (404 while it is a candidate's update in an open submission window)
+    POST /v1/candidates         u32le len | signed header | update bytes      (application/octet-stream)
+    POST /v1/bundles            bundle bytes                                   (application/octet-stream)
+    POST /v1/attestations       signed attestation                             (application/json)
+    POST /v1/governance/register  signed registration                         (application/json)
+    POST /v1/governance/epochs  u32le len | signed epoch | u64le len | dataset | u64le len | state (or 0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pogo_jax.chain.blobs import check_sha
+from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, Chain
+from pogo_jax.chain.http import CLIENT_ERRORS, Framed, TooLarge, client_error, error, read_body, want_type
+from pogo_jax.errors import MalformedInput
+from pogo_jax.spec.encoding import canonical
+from pogo_jax.spec.state import update_size
+
+log = logging.getLogger("pogo.node")
+MAX_JSON = 1 << 16
+MAX_LOG_PAGE = 2000
+
+
+def _accepted(acc: Accepted) -> JSONResponse:
+    if acc.result == "evidence":
+        return JSONResponse({"error": "recorded as evidence against its signer (a second header for this round, "
+                                      "or an update already recorded): the signer was slashed",
+                             "code": "SLASHED_EVIDENCE", **acc.to_obj()}, status_code=409)
+    return JSONResponse(acc.to_obj(), status_code=200)
+
+
+def _round_view(chain: Chain) -> dict:
+    st = chain.state
+    r, rules = st.round, st.rules
+    deadline = None
+    if r.phase == "submit" and r.first_at is not None:
+        deadline = r.first_at + rules.submit_window_ms
+    elif r.phase == "proof":
+        deadline = r.reveal_at + rules.prove_window_ms
+    elif r.phase == "attest":
+        deadline = r.proof_close_at + rules.attest_window_ms
+    return {"height": r.height, "round": r.round, "phase": r.phase, "opened_at": r.opened_at, "deadline": deadline,
+            "now": chain.clock(), "beacon": None if r.beacon is None else r.beacon.hex(),
+            "candidates": [{"header_hash": h.hex(), "miner": c.miner.hex(), "bundle": c.bundle_sha256 is not None,
+                            "votes": len(c.votes)} for h, c in r.candidates.items()]}
+
+
+def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(tick_every):
+            try:
+                chain.tick()
+            except Exception:  # a bug must not kill the node; it is logged and the next tick retries
+                log.exception("tick failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):  # noqa: ANN001, ANN202
+        t = threading.Thread(target=ticker, name="pogo-ticker", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(timeout=5)
+
+    def guarded(handler):  # noqa: ANN001, ANN202
+        async def run(request: Request):  # noqa: ANN202
+            try:
+                return await handler(request)
+            except CLIENT_ERRORS as e:
+                return client_error(e)
+        return run
+
+    async def info(request: Request) -> JSONResponse:
+        with chain.lock:
+            st = chain.state
+            return JSONResponse({"version": 1, "chain_id": st.genesis.chain_id, "genesis_hash": st.genesis_hash.hex(),
+                                 "node_key": st.genesis.node_key.hex(), "seq": st.seq, "tip_height": st.tip_height,
+                                 "tip_hash": st.tip_hash.hex(), "round": _round_view(chain)})
+
+    async def get_log(request: Request) -> Response:
+        try:
+            start = int(request.query_params.get("from", "0"))
+            limit = min(int(request.query_params.get("limit", str(MAX_LOG_PAGE))), MAX_LOG_PAGE)
+        except ValueError:
+            raise MalformedInput("from and limit are integers") from None
+        if start < 0 or limit < 1:
+            raise MalformedInput("from >= 0 and limit >= 1")
+        entries = await run_in_threadpool(chain.ledger.entries, start, limit)
+        body = canonical({"entries": [e.to_obj() for e in entries]})
+        return Response(body, media_type="application/json")
+
+    async def tables(request: Request) -> JSONResponse:
+        t = await run_in_threadpool(chain.ledger.tables)
+        return JSONResponse({k: [list(r) for r in v] for k, v in t.items()})
+
+    async def get_round(request: Request) -> JSONResponse:
+        with chain.lock:
+            return JSONResponse(_round_view(chain))
+
+    async def get_blob(request: Request) -> Response:
+        sha = check_sha(request.path_params["sha"])
+        if not chain.visible(sha):
+            return error(404, "no such blob (or not public yet)", "NOT_FOUND")
+        size = chain.blobs.size(sha)
+        start, end, status = 0, size, 200
+        rng = request.headers.get("range")
+        if rng:
+            try:
+                unit, _, spec = rng.partition("=")
+                a, _, b = spec.partition("-")
+                start = int(a)
+                end = int(b) + 1 if b else size
+                if unit.strip() != "bytes" or not 0 <= start < end <= size:
+                    raise ValueError
+            except ValueError:
+                return error(416, f"bad range {rng[:40]!r} for a blob of {size} bytes", "BAD_RANGE")
+            status = 206
+        headers = {"content-length": str(end - start), "accept-ranges": "bytes", "x-pogo-sha256": sha.hex()}
+        if status == 206:
+            headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+        if request.method == "HEAD":
+            return Response(b"", status_code=status, headers=headers, media_type="application/octet-stream")
+        return StreamingResponse(chain.blobs.read(sha, start, end), status_code=status, headers=headers,
+                                 media_type="application/octet-stream")
+
+    async def post_candidate(request: Request) -> Response:
+        want_type(request, "application/octet-stream")
+        fr = Framed(request)
+        n = await fr.u32("signed header")
+        if n > MAX_HEADER_BYTES:
+            raise TooLarge(f"signed header of {n} bytes is larger than {MAX_HEADER_BYTES}")
+        header = await fr.exact(n, "signed header")
+        try:
+            begun = await run_in_threadpool(chain.begin_candidate, header)
+        except CLIENT_ERRORS as e:  # read (and drop) the rest, so the client sees this answer, not a reset
+            await fr.drain(update_size(chain.state.genesis.layout))
+            return client_error(e)
+        if isinstance(begun, Accepted):
+            await fr.drain(update_size(chain.state.genesis.layout))
+            return _accepted(begun)
+        try:
+            async for chunk in fr.chunks():
+                await run_in_threadpool(begun.write, chunk)
+        except BaseException:
+            begun.discard()
+            raise
+        return _accepted(await run_in_threadpool(chain.finish_candidate, begun))
+
+    async def post_bundle(request: Request) -> Response:
+        want_type(request, "application/octet-stream")
+        data = await read_body(request, chain.max_bundle_bytes())
+        return _accepted(await run_in_threadpool(chain.submit_bundle, data))
+
+    async def post_attestation(request: Request) -> Response:
+        want_type(request, "application/json")
+        data = await read_body(request, MAX_JSON)
+        return _accepted(await run_in_threadpool(chain.submit_attestation, data))
+
+    async def post_register(request: Request) -> Response:
+        want_type(request, "application/json")
+        data = await read_body(request, MAX_JSON)
+        return _accepted(await run_in_threadpool(chain.submit_register, data))
+
+    async def post_epoch(request: Request) -> Response:
+        want_type(request, "application/octet-stream")
+        fr = Framed(request)
+        n = await fr.u32("signed epoch record")
+        if n > 1 << 20:
+            raise TooLarge("epoch record too large")
+        record = await fr.exact(n, "signed epoch record")
+        try:
+            await run_in_threadpool(chain.check_epoch, record)
+        except CLIENT_ERRORS as e:
+            await fr.drain(1 << 30)
+            return client_error(e)
+        ups = []
+        try:
+            for what in ("dataset", "state"):
+                size = await fr.u64(what)
+                if size > MAX_EPOCH_BLOB:
+                    raise TooLarge(f"{what} of {size} bytes is too large")
+                if what == "state" and size == 0:
+                    ups.append(None)
+                    continue
+                up = chain.blobs.upload(size)
+                ups.append(up)
+                async for chunk in fr.chunks(size):
+                    await run_in_threadpool(up.write, chunk)
+        except BaseException:
+            for up in ups:
+                if up is not None:
+                    up.discard()
+            raise
+        return _accepted(await run_in_threadpool(chain.finish_epoch, record, ups[0], ups[1]))
+
+    async def explorer(request: Request) -> HTMLResponse:
+        from pogo_jax.chain.explorer import render
+
+        with chain.lock:
+            html = render(chain)
+        return HTMLResponse(html)
+
+    async def not_found(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, exc.detail or "not found", "NOT_FOUND" if exc.status_code == 404 else "HTTP")
+
+    routes = [
+        Route("/", explorer),
+        Route("/v1/info", guarded(info)),
+        Route("/v1/log", guarded(get_log)),
+        Route("/v1/tables", guarded(tables)),
+        Route("/v1/round", guarded(get_round)),
+        Route("/v1/blobs/{sha}", guarded(get_blob), methods=["GET", "HEAD"]),
+        Route("/v1/candidates", guarded(post_candidate), methods=["POST"]),
+        Route("/v1/bundles", guarded(post_bundle), methods=["POST"]),
+        Route("/v1/attestations", guarded(post_attestation), methods=["POST"]),
+        Route("/v1/governance/register", guarded(post_register), methods=["POST"]),
+        Route("/v1/governance/epochs", guarded(post_epoch), methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+
+
+def serve(directory: str | Path, host: str, port: int, beacon_url: str | None, tick_every: float = 0.1,
+          ready_file: str | None = None) -> None:
+    """Run the node until interrupted (``pogo node serve``)."""
+    import uvicorn
+
+    from pogo_jax.chain.client import BeaconClient
+
+    chain = Chain(directory)
+    if beacon_url:
+        bc = BeaconClient(beacon_url)
+        bc.bind(chain)
+        chain.beacon = bc
+    app = make_app(chain, tick_every)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            limit_concurrency=256, timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    _announce(server, ready_file, f"node for chain {chain.state.genesis.chain_id}", chain)
+    try:
+        server.run()
+    finally:
+        chain.close()
+
+
+def _announce(server, ready_file: str | None, what: str, chain: Chain | None = None) -> None:  # noqa: ANN001
+    """Print the address once uvicorn listens (and write it to ``ready_file`` for the demo and tests)."""
+    import sys
+
+    orig = server.startup
+
+    async def startup(sockets=None):  # noqa: ANN001, ANN202
+        await orig(sockets=sockets)
+        addrs = [s.getsockname() for srv in server.servers for s in srv.sockets]
+        host, port = addrs[0][:2]
+        url = f"http://{host}:{port}"
+        print(f"{what} listening on {url}", file=sys.stderr, flush=True)
+        if ready_file:
+            from pogo_jax.fsutil import atomic_write_bytes
+
+            atomic_write_bytes(ready_file, url.encode())
+
+    server.startup = startup

@@ -1,0 +1,59 @@
+"""``ChainView``: a role's own replica of the chain, rebuilt from the signed log it fetches.
+
+A miner or verifier never takes the node's word for the tip, the round, the beacon or the window
+count: it fetches the log entries it has not seen, runs each through ``ChainState.apply`` (every
+signature, hash link and rule re-checked) and derives its ``BlockContext`` from that state. Blobs
+are fetched by the hash the log names and checked before use (``NodeClient.blob``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pogo_jax.chain.history import StateCache, confirmed_state
+from pogo_jax.chain.state import ChainState
+from pogo_jax.errors import UserError
+from pogo_jax.spec.context import BlockContext
+
+
+class ChainView:
+    def __init__(self, client, expect_chain_id: str | None = None) -> None:  # noqa: ANN001 - NodeClient/LocalClient
+        self.client = client
+        self.state = ChainState()
+        self.cache = StateCache()
+        self.refresh()
+        if expect_chain_id is not None and self.state.genesis.chain_id != expect_chain_id:
+            raise UserError(f"{client.url} serves chain {self.state.genesis.chain_id!r}, not {expect_chain_id!r}")
+
+    def refresh(self) -> int:
+        """Fetch and apply new entries; returns how many."""
+        new = self.client.entries(self.state.seq)
+        for e in new:
+            self.state.apply(e)
+        if self.state.genesis is None:
+            raise UserError(f"{self.client.url} serves an empty log")
+        return len(new)
+
+    def fetch(self, sha: bytes) -> bytes:
+        return self.client.blob(sha)
+
+    def context(self, header_hash: bytes | None = None) -> BlockContext:
+        return self.state.context(header_hash)
+
+    def confirmed(self, height: int | None = None, progress=None):  # noqa: ANN001, ANN201 - StateCache
+        """The confirmed state at ``height`` (default: the tip), rebuilt from genesis and the updates."""
+        st = self.state
+        return confirmed_state(st, st.tip_height if height is None else height, self.fetch, self.cache, progress)
+
+    def wait(self, done: Callable[[ChainState], bool], timeout: float, poll: float = 0.25,
+             what: str = "the chain") -> ChainState:
+        """Poll until ``done(state)``; a clear error after ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if done(self.state):
+                return self.state
+            if time.monotonic() > end:
+                raise UserError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(poll)

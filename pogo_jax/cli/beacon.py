@@ -1,0 +1,43 @@
+"""The beacon service: ``pogo beacon serve`` runs it (its secret never leaves its directory);
+``pogo beacon info`` prints its public anchor and key.
+
+It releases one value per round, only against the node's signed close of that round's submission
+window, once its own clock has passed that time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["serve", "info"])
+    p.add_argument("--dir", type=Path, required=True, help="the beacon's own directory (created on first serve)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8701, help="0 picks a free port")
+    p.add_argument("--length", type=int, default=4096, help="values in a new hash chain (rounds it can serve)")
+    p.add_argument("--node-key", default=None, metavar="HEX", help="serve only the node with this public key")
+    p.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pogo_jax.chain.beacon import BeaconService
+    from pogo_jax.errors import UserError
+
+    if args.action == "info":
+        print(json.dumps(BeaconService(args.dir).info()))
+        return 0
+    node_key = None
+    if args.node_key is not None:
+        try:
+            node_key = bytes.fromhex(args.node_key)
+        except ValueError:
+            node_key = b""
+        if len(node_key) != 32:
+            raise UserError("--node-key is 64 hex digits")
+    from pogo_jax.chain.beacon_server import serve
+
+    serve(args.dir, args.host, args.port, args.length, node_key, args.ready_file)
+    return 0

@@ -1,0 +1,64 @@
+"""Create a chain directory for ``pogo node serve``: genesis record (signed by the governance key), model,
+dataset, rules, the beacon's anchor, the node's own key, and the first participants with their stakes.
+
+Participants are given by public key (64 hex digits, or a PEM file whose public half is used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pogo_jax.cli._common import add_config_args, load_cfg, load_key
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, required=True, help="new chain directory (the node's)")
+    add_config_args(p, "small")
+    p.add_argument("--beacon", required=True, metavar="URL", help="the beacon service (pogo beacon serve)")
+    p.add_argument("--governance-key", type=Path, required=True, help="PEM key that signs genesis and epochs")
+    p.add_argument("--miner", action="append", default=[], metavar="KEY", help="a miner's public key (repeatable)")
+    p.add_argument("--verifier", action="append", default=[], metavar="KEY", help="a verifier's public key")
+    p.add_argument("--stake", type=int, default=1000, help="initial stake of every participant")
+
+
+def public_key_arg(s: str) -> bytes:
+    """64 hex digits, or a PEM private key file (its public key)."""
+    from pogo_jax.errors import UserError
+    from pogo_jax.spec.keys import public_bytes
+
+    if len(s) == 64:
+        try:
+            return bytes.fromhex(s)
+        except ValueError:
+            pass
+    if Path(s).is_file():
+        return public_bytes(load_key(Path(s)))
+    raise UserError(f"{s!r} is neither 64 hex digits nor a key file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pogo_jax.chain.client import BeaconClient
+    from pogo_jax.errors import UserError
+    from pogo_jax.roles.governance import create_chain
+    from pogo_jax.spec.keys import generate_key
+    from pogo_jax.spec.records import Participant
+
+    if (args.dir / "ledger.sqlite").exists():
+        raise UserError(f"a chain already exists in {args.dir}")
+    if args.stake <= 0:
+        raise UserError("--stake must be positive")
+    cfg = load_cfg(args)
+    gov = load_key(args.governance_key)
+    beacon = BeaconClient(args.beacon).info()
+    parts = [Participant(public_key_arg(k), "miner", f"miner-{i}", args.stake) for i, k in enumerate(args.miner)]
+    parts += [Participant(public_key_arg(k), "verifier", f"verifier-{i}", args.stake)
+              for i, k in enumerate(args.verifier)]
+    chain = create_chain(args.dir, cfg, gov, generate_key(), beacon, parts)
+    st = chain.state
+    print(json.dumps({"dir": str(args.dir), "chain_id": st.genesis.chain_id, "genesis_hash": st.genesis_hash.hex(),
+                      "node_key": st.genesis.node_key.hex(), "participants": len(parts),
+                      "n_leaves": st.genesis.layout.n_leaves}))
+    chain.close()
+    return 0

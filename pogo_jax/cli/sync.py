@@ -1,0 +1,28 @@
+"""Rebuild the confirmed model at a height from genesis and the confirmed 4-bit updates alone.
+
+The log is replayed and checked, every blob fetched by the hash the log names, every root_q and
+rebuilt root_next recomputed: a late-joining verifier trusts no checkpoint. Host only (numpy +
+hashlib); writes an npz of float32 arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pogo_jax.cli._common import add_node_arg, client
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_node_arg(p)
+    p.add_argument("--to", type=int, default=None, help="height to rebuild (default: the confirmed tip)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the state (.npz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pogo_jax.chain.view import ChainView
+    from pogo_jax.roles.sync import sync
+
+    print(json.dumps(sync(ChainView(client(args.node)), args.to, args.out)))
+    return 0

@@ -1,0 +1,55 @@
+"""Verify a proof bundle, light tier: numpy + pycryptodome, never jax.
+
+Offline (a file alone) the checks that need the chain (tip, beacon, windows, dataset) are skipped and
+listed; with ``--node URL`` the context comes from the chain's signed log, as an attesting verifier's
+does. Exit codes: 0 accept, 1 reject (one line with the reason code), 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", type=Path, help="proof bundle file (.pogo)")
+    p.add_argument("--node", default=None, metavar="URL", help="take the context from this chain node")
+    p.add_argument("--k", type=int, default=1375, help="leaves to demand when offline (default 1375)")
+    p.add_argument("--json", action="store_true", help="print the verdict as one JSON line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pogo_jax.errors import UserError
+    from pogo_jax.spec.bundle import Bundle
+    from pogo_jax.spec.light import verify_light
+
+    t0 = time.perf_counter()
+    if not args.bundle.is_file():
+        raise UserError(f"bundle {args.bundle} does not exist")
+    if args.bundle.stat().st_size > (1 << 31):
+        raise UserError(f"bundle {args.bundle} is larger than any valid bundle")
+    bundle = Bundle.from_bytes(args.bundle.read_bytes())
+    ctx = None
+    if args.node:
+        from pogo_jax.chain.client import NodeClient
+        from pogo_jax.chain.view import ChainView
+
+        ctx = ChainView(NodeClient(args.node)).context(bundle.header_hash)
+    res = verify_light(bundle, ctx, args.k)
+    dt = time.perf_counter() - t0
+    h = bundle.header
+    if args.json:
+        print(json.dumps({"accept": res.accept, "tier": "light", "reason": res.reason, "detail": res.detail,
+                          "height": h.height, "round": h.round, "header_hash": bundle.header_hash.hex(),
+                          "unchecked": list(res.unchecked), "fraud_proof": res.fraud_proof, "seconds": round(dt, 4),
+                          "leaves": len(bundle.openings)}))
+    elif res.accept:
+        note = f"; not checked offline: {', '.join(res.unchecked)}" if res.unchecked else ""
+        print(f"ACCEPT block {h.height} round {h.round} (light): {res.detail} [{dt * 1e3:.1f} ms]{note}")
+    if not res.accept:
+        print(f"REJECT {res.reason}: {res.detail}", file=sys.stderr)
+        return 1
+    return 0

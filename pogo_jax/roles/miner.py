@@ -1,0 +1,400 @@
+"""The miner role: train a block from the chain's confirmed tip, submit it with its whole update, answer
+the round's challenge with a signed bundle, and follow the outcome.
+
+Everything it needs from others comes through its own ``ChainView`` (the tip, the round, the beacon,
+the windows, the dataset by hash); everything it keeps is in its own work directory, written before
+it acts on it, so a miner killed at any point resumes without ever signing a second, different
+header for a round (which would be equivocation):
+
+    WORK/trainer/                 orbax CheckpointManager: params, optimizer state, step
+    WORK/quant-<step>.npz         the block quantizer's state (residual, key) for that trainer step
+    WORK/states/<root>.npz        committed states it holds, by root, with ``<root>.digests`` (32-byte leaf
+                                  hashes): a state whose root is known is never hashed again
+    WORK/candidates/<h>-<a>/      the candidate of round (h, a): header.json, update.qupd, meta.json
+    WORK/data/<sha>.pogodata      the chain's dataset, fetched by hash and checked once
+
+Where a miner could deviate from the protocol, ``Miner`` calls a ``MinerHooks`` method; the defaults
+are the honest behaviour and ``pogo_jax.demo.adversary`` overrides them, one named cheat each, so every
+cheat runs through this same code and differs from it only where it says.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pogo_jax.chain.view import ChainView
+from pogo_jax.config import Config
+from pogo_jax.errors import UserError
+from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.challenge import challenge_leaves
+from pogo_jax.spec.context import BlockContext
+from pogo_jax.spec.header import Header, read_signed_header, sign_header
+from pogo_jax.spec.keys import PrivateKey, public_bytes
+from pogo_jax.spec.layout import to_leaves
+from pogo_jax.spec.state import State, load_state, save_state, update_root
+
+Event = Callable[[dict], None]
+
+
+class MinerHooks:
+    """The honest miner's choices at each point where a cheating miner could deviate."""
+
+    name = "honest"
+
+    def train(self, miner: Miner, steps: int, on_step) -> list[float]:  # noqa: ANN001
+        """Run the block's optimizer steps from the tip; returns the training losses."""
+        return miner.block.run_block(miner.ds, steps, on_step).train_losses
+
+    def update(self, miner: Miner, theta_prev: State, theta_next: State,
+               packed: np.ndarray) -> tuple[State, np.ndarray]:
+        """What is committed as theta_next and published as the 4-bit update (wire leaves)."""
+        return theta_next, packed
+
+    def header(self, miner: Miner, header: Header) -> Header:
+        return header
+
+    def submit(self, miner: Miner, made: Made) -> dict:
+        """Hand the signed header and the whole update to the chain."""
+        return miner.view.client.submit_candidate(made.header_bytes, made.update_path)
+
+    def beacon(self, miner: Miner, ctx: BlockContext) -> bytes:
+        """The beacon value the miner derives its challenge from (the bundle always names the round's)."""
+        return ctx.beacon
+
+    def windows(self, miner: Miner, ctx: BlockContext) -> tuple[int, ...]:
+        return ctx.windows
+
+    def openings(self, miner: Miner, openings: tuple[LeafOpening, ...]) -> tuple[LeafOpening, ...]:
+        return openings
+
+    def losses(self, miner: Miner, measure: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+        """Reported (loss_prev, loss_next); ``measure()`` evaluates both on the round's windows."""
+        return measure()
+
+    def publish(self, miner: Miner, made: Made, bundle: bytes) -> dict | None:
+        """Send the bundle (None: send nothing)."""
+        return miner.view.client.submit_bundle(bundle)
+
+
+HONEST = MinerHooks()
+
+
+@dataclass
+class Made:
+    """A candidate as its miner keeps it."""
+
+    height: int
+    round: int
+    header_bytes: bytes
+    update_path: Path
+    root_prev: bytes
+    root_next: bytes
+    train_losses: list[float] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def signed(self):  # noqa: ANN201
+        return read_signed_header(self.header_bytes)
+
+    @property
+    def hash(self) -> bytes:
+        return self.signed.hash
+
+
+class Miner:
+    def __init__(self, client, key: PrivateKey, workdir: str | Path, cfg: Config | None = None,  # noqa: ANN001
+                 hooks: MinerHooks = HONEST, events: Event | None = None, view: ChainView | None = None) -> None:
+        from pogo_jax.roles.chaincfg import chain_config
+
+        self.view = view or ChainView(client)
+        self.key, self.pub, self.hooks = key, public_bytes(key), hooks
+        st = self.view.state
+        p = st.participants.get(self.pub)
+        if p is None or p.role != "miner":
+            raise UserError(f"key {self.pub.hex()[:16]}... is not a registered miner of chain {st.genesis.chain_id!r}")
+        self.cfg, self.notes = chain_config(st.genesis, cfg)
+        self.layout = st.genesis.layout
+        self.work = Path(workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.events = events or (lambda e: None)
+        self._block = None
+        self._evaluator = None
+        self._ds = None
+        self._ds_blob = b""
+        self.theta_root = b""  # root of the committed state the trainer continues from
+
+    # ------------------------------------------------------------------------ lazily built (jax)
+    @property
+    def block(self):  # noqa: ANN201 - commit.block.BlockMiner
+        if self._block is None:
+            from pogo_jax.commit.block import BlockMiner, layout_of
+
+            if layout_of(self.cfg).layout_hash() != self.layout.layout_hash():
+                raise UserError("this pogo lays the chain's model out differently from its genesis record")
+            self._block = BlockMiner(self.cfg)
+            self._resume_trainer()
+        return self._block
+
+    @property
+    def evaluator(self):  # noqa: ANN201
+        if self._evaluator is None:
+            from pogo_jax.train.evaluate import Evaluator
+
+            self._evaluator = Evaluator(self.cfg)
+        return self._evaluator
+
+    @property
+    def ds(self):  # noqa: ANN201 - the dataset of the open round
+        ref = self.view.state.round.data
+        if self._ds is None or self._ds_blob != ref.blob:
+            from pogo_jax.roles.data import chain_dataset
+
+            self._ds, self._ds_blob = chain_dataset(self.view.client, ref, self.work), ref.blob
+        return self._ds
+
+    # ------------------------------------------------------------------------ private state
+    def _state_files(self, root: bytes) -> tuple[Path, Path]:
+        d = self.work / "states"
+        return d / f"{root.hex()}.npz", d / f"{root.hex()}.digests"
+
+    def keep_state(self, arrays: State, digests: list[bytes]) -> bytes:
+        root = mh.root(digests)
+        npz, dg = self._state_files(root)
+        save_state(npz, arrays)
+        atomic_write_bytes(dg, b"".join(digests))
+        return root
+
+    def held_state(self, root: bytes) -> tuple[State, list[bytes]] | None:
+        npz, dg = self._state_files(root)
+        if not (npz.is_file() and dg.is_file()):
+            return None
+        raw = dg.read_bytes()
+        digests = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+        if len(digests) != self.layout.n_leaves or mh.root(digests) != root:
+            return None
+        return load_state(npz, self.layout), digests
+
+    def tip_state(self, ctx: BlockContext) -> tuple[State, list[bytes]]:
+        """The round's theta_prev: our own copy if we hold its root, else rebuilt from the chain."""
+        held = self.held_state(ctx.root_prev)
+        if held is not None:
+            return held
+        sc = self.view.confirmed(ctx.height - 1)
+        self.keep_state(sc.arrays, sc.digests)
+        return sc.arrays, sc.digests
+
+    def _trainer_dir(self) -> Path:
+        return self.work / "trainer"
+
+    def _save_trainer(self) -> None:
+        from pogo_jax.train import checkpoint
+
+        b = self._block
+        mngr = checkpoint.open_manager(self._trainer_dir(), 2)
+        b.trainer.save(mngr, {"theta_root": self.theta_root.hex()})
+        mngr.wait_until_finished()
+        mngr.close()
+        q = self.work / f"quant-{b.trainer.step}.npz"
+        with open(q.with_suffix(".tmp"), "wb") as f:
+            np.savez(f, **b.quantizer.save(b.state))
+        q.with_suffix(".tmp").replace(q)
+        for old in self.work.glob("quant-*.npz"):
+            if old != q:
+                old.unlink(missing_ok=True)
+
+    def _resume_trainer(self) -> None:
+        from pogo_jax.train import checkpoint
+
+        d = self._trainer_dir()
+        if not d.is_dir():
+            return
+        mngr = checkpoint.open_manager(d, 2, create=False)
+        if checkpoint.latest_step(mngr) is None:
+            return
+        b = self._block
+        meta = b.trainer.load(mngr)
+        q = self.work / f"quant-{b.trainer.step}.npz"
+        if q.is_file():
+            with np.load(q, allow_pickle=False) as z:
+                b.state = b.quantizer.load({k: z[k] for k in z.files}, b.trainer.params())
+        import jax.numpy as jnp
+
+        b.theta = {k: jnp.copy(v) for k, v in b.trainer.params().items()}
+        self.theta_root = bytes.fromhex(meta.get("theta_root", ""))
+
+    def _cand_dir(self, height: int, rnd: int) -> Path:
+        return self.work / "candidates" / f"{height:06d}-{rnd:04d}"
+
+    def saved_candidate(self, height: int, rnd: int) -> Made | None:
+        d = self._cand_dir(height, rnd)
+        if not (d / "meta.json").is_file():
+            return None
+        meta = json.loads((d / "meta.json").read_text())
+        return Made(height, rnd, (d / "header.json").read_bytes(), d / "update.qupd",
+                    bytes.fromhex(meta["root_prev"]), bytes.fromhex(meta["root_next"]), meta.get("train_losses", []),
+                    meta.get("seconds", {}))
+
+    # ------------------------------------------------------------------------ one round
+    def make_candidate(self, ctx: BlockContext, on_step=None) -> Made:  # noqa: ANN001
+        """Train a block from the round's tip and keep everything needed to prove it (not yet submitted)."""
+        from pogo_jax.commit import quant
+
+        t: dict[str, float] = {}
+        t0 = time.perf_counter()
+        arrays, _ = self.tip_state(ctx)
+        b = self.block
+        if self.theta_root != ctx.root_prev:
+            b.set_theta(arrays)
+            self.theta_root = ctx.root_prev
+        ds = self.ds
+        t["load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        steps = self.cfg.miner.block_steps
+        losses = self.hooks.train(self, steps, on_step)
+        t["train"] = time.perf_counter() - t0
+        del ds
+        t0 = time.perf_counter()
+        q = quant.last_codes(b.state)
+        packed = quant.pack_update(q, self.layout)
+        theta_next = {k: np.asarray(v) for k, v in b.theta.items()}
+        out_theta, packed = self.hooks.update(self, arrays, theta_next, packed)
+        t["quantize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        digests = state_digests(b.theta if out_theta is theta_next else out_theta, self.layout)
+        if out_theta is not theta_next:  # a hook changed what is committed: the trainer continues from that
+            b.set_theta(out_theta, reset_residual=False)
+        root_next = mh.root(digests)
+        root_q = update_root(packed)
+        t["commit"] = time.perf_counter() - t0
+        r = self.view.state.round
+        header = Header(
+            version=2, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round, parent_hash=ctx.parent_hash,
+            miner_key=self.pub, layout_hash=self.layout.layout_hash(), data_root=r.data.data_root,
+            root_prev=ctx.root_prev, root_next=root_next, root_q=root_q, leaf_size=self.layout.leaf_size,
+            group_size=self.layout.group_size, n_leaves=self.layout.n_leaves,
+            train={"steps": steps, "step_start": b.trainer.step - steps, "tokens": steps * self.cfg.train.batch_size
+                   * self.cfg.model.seq_len, "optimizer": "adamw", "quant_mode": self.cfg.miner.quant_mode,
+                   "config_hash": self.cfg.config_hash()})
+        signed = sign_header(self.hooks.header(self, header), self.key)
+        t0 = time.perf_counter()
+        self.keep_state(out_theta, digests)
+        self.theta_root = root_next
+        self._save_trainer()
+        d = self._cand_dir(ctx.height, ctx.round)
+        atomic_write_bytes(d / "update.qupd", np.ascontiguousarray(packed).tobytes())
+        atomic_write_bytes(d / "header.json", signed.to_bytes())
+        made = Made(ctx.height, ctx.round, signed.to_bytes(), d / "update.qupd", ctx.root_prev, root_next,
+                    [float(x) for x in losses], {k: round(v, 3) for k, v in t.items()})
+        t["keep"] = time.perf_counter() - t0
+        made.seconds = {k: round(v, 3) for k, v in t.items()}
+        atomic_write_bytes(d / "meta.json", json.dumps({
+            "root_prev": ctx.root_prev.hex(), "root_next": root_next.hex(), "header_hash": signed.hash.hex(),
+            "train_losses": made.train_losses, "seconds": made.seconds}).encode())
+        return made
+
+    def prove(self, made: Made) -> bytes:
+        """The signed bundle for a recorded candidate whose round's beacon is revealed."""
+        ctx = self.view.context(made.hash)
+        t0 = time.perf_counter()
+        prev = self.held_state(made.root_prev)
+        nxt = self.held_state(made.root_next)
+        if prev is None or nxt is None:
+            raise UserError(f"{self.work}: the states of this candidate are missing: cannot prove it")
+        (ap, dp), (an, dn) = prev, nxt
+        packed = np.fromfile(made.update_path, dtype=np.uint8).reshape(self.layout.n_leaves, -1)
+        beacon = self.hooks.beacon(self, ctx)
+        idx = challenge_leaves(made.hash, beacon, self.layout.n_leaves, ctx.rules.k_leaves)
+        lp, ln = to_leaves(ap, self.layout), to_leaves(an, self.layout)
+        trees = [mh.make_openings(dp, {i: lp[i].tobytes() for i in idx}),
+                 mh.make_openings(dn, {i: ln[i].tobytes() for i in idx}),
+                 mh.make_openings(mh.leaf_hashes(mh.TAG_QUPD, packed), {i: packed[i].tobytes() for i in idx})]
+        for i, a, bb in zip(idx, trees[0], trees[1], strict=True):
+            if mh.leaf_hash(mh.TAG_PARAM, i, a.leaf) != dp[i] or mh.leaf_hash(mh.TAG_PARAM, i, bb.leaf) != dn[i]:
+                raise UserError(f"{self.work}: a kept state does not match its leaf hashes (corrupt work dir?)")
+        openings = self.hooks.openings(self, tuple(
+            LeafOpening(i, a.leaf, bb.leaf, c.leaf, a.path, bb.path, c.path)
+            for i, a, bb, c in zip(idx, *trees, strict=True)))
+        windows = self.hooks.windows(self, ctx)
+        t_open = time.perf_counter() - t0
+
+        def measure() -> tuple[float, float]:
+            return self.evaluator.loss(ap, self.ds, windows), self.evaluator.loss(an, self.ds, windows)
+
+        t0 = time.perf_counter()
+        loss_prev, loss_next = self.hooks.losses(self, measure)
+        made.seconds.update({"open": round(t_open, 3), "loss": round(time.perf_counter() - t0, 3)})
+        bundle = Bundle(made.signed, ctx.beacon, self.layout, openings, tuple(windows), loss_prev, loss_next)
+        return bundle.signed(self.key).to_bytes()
+
+    def mine_round(self, timeout: float = 3600.0, on_step=None) -> dict:  # noqa: ANN001
+        """One round as this miner: submit a candidate (or resume the one it has), prove it, and return its
+        outcome once the round is finalized. Waits for a round to open if none accepts candidates."""
+        from pogo_jax.chain.client import Refused
+
+        v = self.view
+        v.refresh()
+        r = v.state.round
+        ours = [c for c in r.candidates.values() if c.miner == self.pub]
+        made = self.saved_candidate(r.height, r.round)
+        if not ours:
+            if r.phase != "submit":
+                key = (r.height, r.round)
+                v.wait(lambda st: (st.round.height, st.round.round) != key, timeout, what="the next round")
+                return self.mine_round(timeout, on_step)
+            if made is None:
+                self.events({"event": "training", "height": r.height, "round": r.round})
+                made = self.make_candidate(v.context(), on_step)
+            try:
+                acc = self.hooks.submit(self, made)
+            except Refused as e:
+                self.events({"event": "refused", "height": r.height, "round": r.round, "code": e.code,
+                             "detail": e.detail})
+                return {"height": r.height, "round": r.round, "header_hash": made.hash.hex(), "status": "refused",
+                        "reason": e.code, "detail": e.detail, "train_losses": made.train_losses}
+            self.events({"event": "submitted", "height": r.height, "round": r.round, "header_hash": made.hash.hex(),
+                         "accepted": acc})
+        elif made is None or made.hash != ours[0].hash:
+            raise UserError(f"the chain holds a candidate of this key for round ({r.height}, {r.round}) that "
+                            f"{self.work} does not: is another process mining with this key?")
+        return self.follow(made, timeout)
+
+    def follow(self, made: Made, timeout: float) -> dict:
+        """Prove the recorded candidate when its beacon is out, then wait for the round's outcome."""
+        v, hh = self.view, made.hash
+        key = (made.height, made.round)
+
+        def beacon_out(st) -> bool:  # noqa: ANN001
+            found = st.find(hh)
+            return found is None or found[0].beacon is not None or found[0].finalized_at is not None
+
+        st = v.wait(beacon_out, timeout, what="the round's beacon")
+        found = st.find(hh)
+        if found is not None and found[0].phase == "proof" and found[1].bundle_sha256 is None:
+            bundle = self.prove(made)
+            self.hooks.publish(self, made, bundle)
+            self.events({"event": "proved", "height": made.height, "round": made.round, "bytes": len(bundle)})
+        st = v.wait(lambda s: s.find(hh) is None or s.find(hh)[0].finalized_at is not None, timeout,
+                    what="the round's finalization")
+        found = st.find(hh)
+        rnd, cand = found if found is not None else (None, None)
+        out = {"height": key[0], "round": key[1], "header_hash": hh.hex(),
+               "status": cand.status if cand else "evidence", "reason": cand.reason if cand else "",
+               "reward": cand.reward if cand else 0,
+               "improvement": None if cand is None or cand.improvement is None else float(cand.improvement),
+               "train_losses": made.train_losses, "seconds": made.seconds}
+        self.events({"event": "outcome", **out})
+        return out
+
+
+def state_digests(theta, layout) -> list[bytes]:  # noqa: ANN001
+    """The 32-byte leaf hashes of a state, computed once (the one hash of a new state per block)."""
+    arrays = {k: np.asarray(v) for k, v in theta.items()}
+    return mh.leaf_hashes(mh.TAG_PARAM, to_leaves(arrays, layout))

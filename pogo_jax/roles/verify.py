@@ -1,0 +1,149 @@
+"""The verifier role: ``verify(bundle, ctx, tier)`` decides, ``Verifier`` fetches, signs and posts.
+
+Everything comes from the chain through the role's own ``ChainView``: the context (never the
+bundle's word for the beacon, the windows or the window count), the bundle bytes by the hash the
+log recorded (which the attestation then names as ``evidence``), and for the full tier the stored
+update, the recorded dataset and the verifier's own rebuilt ``theta_prev``. The light path imports
+no jax: the full tier is loaded only when a verifier runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pogo_jax.chain.view import ChainView
+from pogo_jax.errors import UserError
+from pogo_jax.spec.attestation import Attestation, sign_attestation
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.context import BlockContext
+from pogo_jax.spec.keys import PrivateKey, public_bytes
+from pogo_jax.spec.light import verify_light
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accept: bool
+    tier: str
+    reason: str
+    detail: str
+    loss_prev: float | None = None
+    loss_next: float | None = None
+    timings: tuple[tuple[str, float], ...] = ()
+
+
+class FullInputs:
+    """What the full tier needs besides the bundle, fetched lazily from the chain by hash."""
+
+    def __init__(self, view: ChainView, workdir: Path, evaluator_for: Callable[[], object]) -> None:
+        self.view, self.workdir, self.evaluator_for = view, workdir, evaluator_for
+
+    def theta_prev(self, ctx: BlockContext):  # noqa: ANN201 - StateCache
+        return self.view.confirmed(ctx.height - 1)
+
+    def update(self, ctx: BlockContext) -> bytes:
+        return self.view.fetch(ctx.update_sha256)
+
+    def dataset(self, ctx: BlockContext):  # noqa: ANN201 - Dataset
+        from pogo_jax.roles.data import chain_dataset
+
+        return chain_dataset(self.view.client, ctx.data, self.workdir)
+
+
+def verify(bundle: Bundle, ctx: BlockContext, tier: str, full: FullInputs | None = None) -> Verdict:
+    """Light checks first (cost independent of model size); the full tier only on a light accept."""
+    t0 = time.perf_counter()
+    light = verify_light(bundle, ctx)
+    timings = [("light", time.perf_counter() - t0)]
+    if not light.accept or tier == "light":
+        return Verdict(light.accept, "light", light.reason, light.detail, timings=tuple(timings))
+    if full is None:
+        raise UserError("the full tier needs the chain's update, dataset and confirmed state")
+    from pogo_jax.roles.full import verify_full
+
+    t0 = time.perf_counter()
+    res = verify_full(bundle, ctx, full.theta_prev(ctx), full.update(ctx), full.dataset(ctx), full.evaluator_for())
+    timings.append(("full", time.perf_counter() - t0))
+    return Verdict(res.accept, "full", res.reason, res.detail, res.loss_prev, res.loss_next, tuple(timings))
+
+
+class VerifierHooks:
+    """The honest verifier's choices; ``pogo_jax.demo.adversary`` overrides them for cheating verifiers."""
+
+    name = "honest"
+
+    def verdict(self, verifier: Verifier, ctx: BlockContext, verdict: Verdict) -> Verdict:
+        return verdict
+
+
+class Verifier:
+    def __init__(self, client, key: PrivateKey, workdir: str | Path, tier: str = "light",  # noqa: ANN001
+                 hooks: VerifierHooks | None = None, view: ChainView | None = None) -> None:
+        if tier not in ("light", "full"):
+            raise UserError("tier is 'light' or 'full'")
+        self.client, self.key, self.tier = client, key, tier
+        self.pub = public_bytes(key)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.view = view or ChainView(client)
+        p = self.view.state.participants.get(self.pub)
+        if p is None or p.role != "verifier":
+            raise UserError(f"key {self.pub.hex()[:16]}... is not a registered verifier of chain "
+                            f"{self.view.state.genesis.chain_id!r}")
+        self.hooks = hooks or VerifierHooks()
+        self._evaluator = None
+        self.full_inputs = FullInputs(self.view, self.workdir, self.evaluator) if tier == "full" else None
+
+    def evaluator(self):  # noqa: ANN201 - train.evaluate.Evaluator (jax: only for the full tier)
+        if self._evaluator is None:
+            from pogo_jax.roles.chaincfg import chain_config
+            from pogo_jax.train.evaluate import Evaluator
+
+            self._evaluator = Evaluator(chain_config(self.view.state.genesis)[0])
+        return self._evaluator
+
+    def pending(self) -> list[bytes]:
+        """Candidates of the open round with a stored bundle that this verifier has not attested."""
+        r = self.view.state.round
+        if r.phase not in ("proof", "attest"):
+            return []
+        return [h for h, c in r.candidates.items() if c.bundle_sha256 is not None and self.pub not in c.votes]
+
+    def check(self, header_hash: bytes) -> tuple[Verdict, BlockContext]:
+        ctx = self.view.context(header_hash)
+        data = self.view.fetch(ctx.bundle_sha256)  # checked against the recorded hash
+        verdict = verify(Bundle.from_bytes(data), ctx, self.tier, self.full_inputs)
+        return self.hooks.verdict(self, ctx, verdict), ctx
+
+    def attestation(self, ctx: BlockContext, v: Verdict) -> bytes:
+        a = Attestation(version=2, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round,
+                        header_hash=ctx.header_hash, verifier_key=self.pub, verdict="accept" if v.accept else "reject",
+                        tier=v.tier, reason=v.reason, evidence=ctx.bundle_sha256, loss_prev=v.loss_prev,
+                        loss_next=v.loss_next)
+        return sign_attestation(a, self.key).to_bytes()
+
+    def attest(self, header_hash: bytes) -> tuple[Verdict, dict]:
+        v, ctx = self.check(header_hash)
+        return v, self.client.submit_attestation(self.attestation(ctx, v))
+
+    def watch(self, until: Callable[[], bool] = lambda: False, poll: float = 0.25,
+              on_verdict: Callable[[bytes, Verdict, dict], None] | None = None) -> None:
+        """Attest every new candidate until ``until()``; a refused attestation is reported, not fatal."""
+        from pogo_jax.chain.client import Refused
+
+        tried: set[bytes] = set()
+        while not until():
+            self.view.refresh()
+            for hh in self.pending():
+                if hh in tried:
+                    continue
+                tried.add(hh)
+                try:
+                    v, acc = self.attest(hh)
+                except Refused as e:
+                    v, acc = Verdict(False, self.tier, e.code, e.detail), {"refused": e.code}
+                if on_verdict:
+                    on_verdict(hh, v, acc)
+            time.sleep(poll)

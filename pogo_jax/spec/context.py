@@ -1,0 +1,63 @@
+"""``BlockContext``: everything a verifier knows about one candidate *without* asking its miner.
+
+Built from the chain's signed log (``pogo_jax.chain.view``), never from the bundle: the layout,
+the recorded dataset manifest and the window count it implies, the rules (k, m, delta, tolerance),
+the round's tip (parent header hash, ``root_prev``), its beacon value and evaluation windows, and
+for the candidate the recorded signed header and the hashes of its stored update and bundle. Both
+verifier tiers receive this one object; neither reads a count, a beacon or a dataset from the
+miner's files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pogo_jax.spec.challenge import challenge_leaves, round_windows
+from pogo_jax.spec.envelope import Signed
+from pogo_jax.spec.header import Header
+from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.records import DataRef
+from pogo_jax.spec.rules import ChainRules
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    rules: ChainRules
+    layout: Layout
+    seq_len: int  # the chain model's sequence length: with the manifest it fixes the window count
+    height: int
+    round: int
+    parent_hash: bytes
+    root_prev: bytes
+    data: DataRef
+    n_windows: int
+    beacon: bytes | None = None  # None until the round's reveal is recorded
+    header: Signed[Header] | None = None  # the recorded candidate
+    update_sha256: bytes | None = None
+    bundle_sha256: bytes | None = None
+
+    @property
+    def chain_id(self) -> str:
+        return self.rules.chain_id
+
+    @property
+    def header_hash(self) -> bytes | None:
+        return None if self.header is None else self.header.hash
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """The round's evaluation windows (every candidate of the round is measured on these)."""
+        if self.beacon is None:
+            raise ValueError("the round's beacon is not revealed yet: no windows")
+        return round_windows(self.chain_id, self.height, self.round, self.beacon, self.n_windows,
+                             self.rules.m_windows)
+
+    def leaves(self) -> tuple[int, ...]:
+        """The candidate's challenged leaves."""
+        if self.beacon is None or self.header is None:
+            raise ValueError("a candidate's leaves need its recorded header and the round's beacon")
+        return challenge_leaves(self.header.hash, self.beacon, self.layout.n_leaves, self.rules.k_leaves)
+
+    def for_candidate(self, header: Signed[Header], update_sha256: bytes | None,
+                      bundle_sha256: bytes | None) -> BlockContext:
+        return replace(self, header=header, update_sha256=update_sha256, bundle_sha256=bundle_sha256)

@@ -1,0 +1,304 @@
+"""The dataset byte rules (PROTOCOL section 6): packed format, manifest, ``data_root``, split. numpy only.
+
+Packed format (version 1; ``_write_packed`` is the only writer, ``read_packed`` the only reader)::
+
+    offset 0   8 bytes   magic b"POGODATA"
+    offset 8   uint32 LE format version (DATA_FORMAT_VERSION)
+    offset 12  uint64 LE manifest length m (<= 1 MiB)
+    offset 20  m bytes   manifest, canonical JSON (pogo_jax.spec.encoding.canonical)
+               zero bytes up to the next multiple of 4096 (the data offset)
+    data       n_bytes token bytes; the file ends exactly there
+
+Manifest keys (exactly these): ``version``, ``n_bytes``, ``shard_size``, ``n_shards``,
+``data_root`` (64 lowercase hex digits), ``train`` [start, end), ``eval`` [start, end), ``source``,
+``n_files``, ``n_skipped``. No timestamps or absolute paths, so packing the same inputs twice gives
+the same bytes.
+
+``data_root`` (PROTOCOL section 6): the stream is cut into ``ceil(n_bytes / shard_size)`` shards of
+``shard_size`` bytes, the last one zero-padded; leaf ``i`` = shard ``i`` hashed with the
+``POGO-DATA-v1`` header; the tree is the RFC 9162 tree of ``pogo_jax.spec.merkle``.
+
+Split rule: ``eval_start = floor((n_bytes - ceil(eval_fraction * n_bytes)) / shard_size) * shard_size``;
+train is ``[0, eval_start)``, eval/challenge is ``[eval_start, n_bytes)``. The eval split starts on a
+shard boundary (a verifier can hold and prove just those shards) and holds at least ``eval_fraction``
+of the bytes; a dataset whose train split would be empty is refused (use a smaller shard size).
+
+Every consumer checks a data file against the *recorded* ``data_root`` and manifest hash by
+recomputing them (``verify_against``), never against the file's own manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pogo_jax.errors import MalformedInput, UserError
+from pogo_jax.spec import merkle as merkle_host
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
+
+DATA_FORMAT_VERSION = 1
+MAGIC = b"POGODATA"
+_HEADER = struct.Struct("<8sIQ")  # magic, version, manifest length
+ALIGN = 4096
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SHARD_SIZE = 1 << 30
+DEFAULT_SHARD_SIZE = 65536
+DEFAULT_EVAL_FRACTION = 0.05
+_MANIFEST_KEYS = {"version", "n_bytes", "shard_size", "n_shards", "data_root", "train", "eval", "source",
+                  "n_files", "n_skipped"}
+
+Range = tuple[int, int]  # [start, end) byte offsets
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded dataset. ``tokens`` is a read-only memmap of the whole stream (train + eval)."""
+
+    tokens: np.ndarray
+    manifest: dict
+    path: Path
+    data_root: bytes
+    train_range: Range
+    eval_range: Range
+
+    @property
+    def n_bytes(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def shard_size(self) -> int:
+        return int(self.manifest["shard_size"])
+
+    @property
+    def source(self) -> str:
+        return str(self.manifest["source"])
+
+    @property
+    def manifest_hash(self) -> bytes:
+        """SHA-256 of the canonical manifest: pins n_bytes and the split, which data_root alone does not."""
+        return hashlib.sha256(canonical(self.manifest)).digest()
+
+
+def compute_data_root(tokens: np.ndarray, shard_size: int) -> bytes:
+    """Merkle root over ``shard_size``-byte shards (last one zero-padded), tag POGO-DATA-v1."""
+    arr = np.ascontiguousarray(tokens).reshape(-1)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"tokens must be uint8, got {arr.dtype}")
+    if shard_size <= 0:
+        raise ValueError("shard_size must be positive")
+    n = arr.shape[0]
+    if n == 0:
+        raise ValueError("cannot commit to an empty dataset")
+    n_full = n // shard_size
+    full = arr[: n_full * shard_size].reshape(n_full, shard_size)  # a view: no copy of the stream
+    digests = merkle_host.leaf_hashes(merkle_host.TAG_DATA, full) if n_full else []
+    if n % shard_size:
+        last = np.zeros((1, shard_size), dtype=np.uint8)
+        last[0, : n - n_full * shard_size] = arr[n_full * shard_size:]
+        digests += merkle_host.leaf_hashes(merkle_host.TAG_DATA, last, first_index=n_full)
+    return merkle_host.root(digests)
+
+
+def split_ranges(n_bytes: int, shard_size: int, eval_fraction: float) -> tuple[Range, Range]:
+    """The fixed train/eval split (rule in the module docstring); refuses an empty train split."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise UserError(f"eval fraction must be in (0, 1), got {eval_fraction}")
+    eval_len = math.ceil(eval_fraction * n_bytes)
+    start = (n_bytes - eval_len) // shard_size * shard_size
+    if n_bytes - eval_len < 1:
+        raise UserError(f"dataset of {n_bytes} bytes is too small to split into train and eval parts")
+    if start <= 0:
+        raise UserError(
+            f"dataset of {n_bytes} bytes is too small for shard size {shard_size}: the eval split starts on "
+            f"a shard boundary and the train split would be empty; use a shard size of at most "
+            f"{n_bytes - eval_len} (--shard-size / data.shard_size)")
+    return (0, start), (start, n_bytes)
+
+
+def make_manifest(n_bytes: int, shard_size: int, root: bytes, train: tuple[int, int], ev: tuple[int, int],
+              source: str, n_files: int, n_skipped: int) -> dict[str, Any]:
+    return {"version": DATA_FORMAT_VERSION, "n_bytes": n_bytes, "shard_size": shard_size,
+            "n_shards": -(-n_bytes // shard_size), "data_root": root.hex(), "train": list(train),
+            "eval": list(ev), "source": source, "n_files": n_files, "n_skipped": n_skipped}
+
+
+def _data_offset(manifest_len: int) -> int:
+    return -(-(_HEADER.size + manifest_len) // ALIGN) * ALIGN
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an unusable output path before any work is done."""
+    out = out.expanduser()
+    if out.is_dir():
+        raise UserError(f"output '{out}' is a directory; give a file name such as {out / 'data.pogodata'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"cannot write '{out}': directory '{parent}' does not exist")
+
+
+def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray) -> None:
+    """Write the packed file atomically: temp file in the same directory, fsync, ``os.replace``."""
+    blob = canonical(manifest)
+    if len(blob) > MAX_MANIFEST_BYTES:
+        raise UserError(f"dataset manifest is {len(blob)} bytes, above the {MAX_MANIFEST_BYTES} limit")
+    head = _HEADER.pack(MAGIC, DATA_FORMAT_VERSION, len(blob)) + blob
+    head += b"\x00" * (_data_offset(len(blob)) - len(head))
+    out = out.expanduser()
+    _check_out(out)
+    parent = out.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write '{out}': {e.strerror} (does its directory exist and is it "
+                        f"writable?)") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared dataset from other users
+            f.write(head)
+            f.write(memoryview(np.ascontiguousarray(tokens, dtype=np.uint8)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write '{out}': {e.strerror}") from None
+        raise
+    _fsync_dir(parent)
+
+
+def _pair(obj: dict, key: str, what: str) -> tuple[int, int]:
+    v = get_field(obj, key, list, what)
+    if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise MalformedInput(f"{what}.{key}: expected [start, end] integers")
+    return int(v[0]), int(v[1])
+
+
+def parse_manifest(obj: Any, what: str) -> dict:
+    """Check every manifest field and its consistency before anything trusts it."""
+    exact_keys(obj, _MANIFEST_KEYS, what)
+    if get_int(obj, "version", what) != DATA_FORMAT_VERSION:
+        raise MalformedInput(f"{what}: manifest version {obj['version']} != {DATA_FORMAT_VERSION}")
+    n = get_int(obj, "n_bytes", what, 1, 2**62)
+    s = get_int(obj, "shard_size", what, 1, MAX_SHARD_SIZE)
+    if get_int(obj, "n_shards", what) != -(-n // s):
+        raise MalformedInput(f"{what}: n_shards does not match n_bytes and shard_size")
+    hexbytes(obj["data_root"], f"{what}.data_root", 32)
+    train, ev = _pair(obj, "train", what), _pair(obj, "eval", what)
+    e = ev[0]
+    if not (train == (0, e) and ev == (e, n) and 0 < e < n and e % s == 0):
+        raise MalformedInput(f"{what}: train {list(train)} / eval {list(ev)} do not split [0, {n}) at a "
+                             f"shard boundary")
+    get_field(obj, "source", str, what)
+    get_int(obj, "n_files", what)
+    get_int(obj, "n_skipped", what)
+    return obj
+
+
+def read_packed(path: Path, verify: bool) -> Dataset:
+    """Open a packed file: check magic, version, sizes and bounds; memmap the tokens."""
+    what = f"data file '{path}'"
+    hint = "make one with `pogo data pack PATH... --out FILE`"
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                raise MalformedInput(f"{what} is truncated or not a pogodata file ({size} bytes); {hint}")
+            magic, version, mlen = _HEADER.unpack(head)
+            if magic != MAGIC:
+                raise MalformedInput(f"{what} is not a pogodata file (bad magic); {hint}")
+            if version != DATA_FORMAT_VERSION:
+                raise MalformedInput(f"{what} has pogodata format version {version}; this pogo reads version "
+                                     f"{DATA_FORMAT_VERSION}; repack it with `pogo data pack`")
+            if mlen > MAX_MANIFEST_BYTES:
+                raise MalformedInput(f"{what}: manifest length {mlen} exceeds {MAX_MANIFEST_BYTES}")
+            offset = _data_offset(mlen)
+            if size < offset:
+                raise MalformedInput(f"{what} is truncated: {size} bytes, the header alone needs {offset}")
+            blob = f.read(mlen)
+            pad = f.read(offset - _HEADER.size - mlen)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found; {hint}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} is a directory; pass the packed file made by `pogo data pack`") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what}: {e.strerror}") from None
+    obj = parse_canonical(blob, f"{what} manifest")
+    if canonical(obj) != blob:
+        raise MalformedInput(f"{what}: manifest is not in canonical encoding")
+    if pad.count(0) != len(pad):
+        raise MalformedInput(f"{what}: nonzero bytes in the header padding")
+    manifest = parse_manifest(obj, f"{what} manifest")
+    root = bytes.fromhex(manifest["data_root"])
+    train, ev = _pair(manifest, "train", what), _pair(manifest, "eval", what)
+    n = manifest["n_bytes"]
+    if size != offset + n:
+        state = "truncated" if size < offset + n else "longer than its manifest says"
+        raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n}")
+    tokens = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(n,))
+    ds = Dataset(tokens=tokens, manifest=manifest, path=Path(path), data_root=root, train_range=train,
+                 eval_range=ev)
+    if verify:
+        got = compute_data_root(tokens, manifest["shard_size"])
+        if got != root:
+            raise MalformedInput(f"{what} is corrupt: its tokens hash to data_root {got.hex()}, the manifest "
+                                 f"says {root.hex()}; repack or re-download it")
+    return ds
+
+
+def file_sha256(path: str | Path) -> bytes:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (packed datasets, published updates)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def manifest_hash(manifest: dict) -> bytes:
+    """SHA-256 of the canonical manifest: pins n_bytes and the split, which data_root alone does not."""
+    return hashlib.sha256(canonical(manifest)).digest()
+
+
+def n_windows_of(manifest: dict, seq_len: int) -> int:
+    """Challenge windows the recorded manifest implies: window i covers [eval_start + i*seq_len, ... + seq_len + 1).
+    The chain derives the count from the manifest it recorded, never from a number a miner sends."""
+    if seq_len <= 0:
+        raise ValueError("seq_len must be positive")
+    lo, hi = manifest["eval"]
+    return (hi - lo - 1) // seq_len if hi - lo >= seq_len + 1 else 0
+
+
+def verify_against(ds: Dataset, data_root: bytes, expected_manifest_hash: bytes, what: str) -> None:
+    """Recompute the file's data_root and manifest hash and compare them with the recorded ones."""
+    if ds.manifest_hash != expected_manifest_hash:
+        raise MalformedInput(f"{what}: manifest hash {ds.manifest_hash.hex()[:16]}... is not the recorded "
+                             f"{expected_manifest_hash.hex()[:16]}...")
+    got = compute_data_root(ds.tokens, ds.shard_size)
+    if got != data_root:
+        raise MalformedInput(f"{what}: tokens hash to data_root {got.hex()[:16]}..., the chain recorded "
+                             f"{data_root.hex()[:16]}...")

@@ -1,0 +1,212 @@
+"""Test kit: a real chain (ledger, blob store, beacon service, rules) on a synthetic model, in-process.
+
+No training and no jax: the state is a few random float32 tensors, a candidate's update is random
+4-bit codes applied by the host rule, and a verifier's losses are whatever the test says, because
+the chain only ever sees signed bytes. A fake clock drives the windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.chain.chain import Chain
+from pogo_jax.chain.genesis import build_genesis
+from pogo_jax.chain.history import confirmed_state
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.attestation import Attestation, sign_attestation
+from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.dataset import _write_packed, compute_data_root, make_manifest, split_ranges
+from pogo_jax.spec.envelope import seal
+from pogo_jax.spec.header import Header, sign_header
+from pogo_jax.spec.keys import key_from_seed, public_bytes
+from pogo_jax.spec.layout import from_leaves, to_leaves
+from pogo_jax.spec.records import Participant, Register
+from pogo_jax.spec.rules import ChainRules
+
+SHAPES = {"a/w": (40, 100), "b": (300,), "c/k": (7, 64)}
+S, G = 256, 64
+
+
+class FakeClock:
+    def __init__(self, start: int = 1_700_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+def key(name: str):
+    return key_from_seed(hashlib.sha256(b"chainkit " + name.encode()).digest())
+
+
+def make_dataset(path: Path, n_bytes: int = 200_000, shard: int = 4096, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(32, 127, size=n_bytes, dtype=np.uint8)
+    train, ev = split_ranges(n_bytes, shard, 0.1)
+    _write_packed(path, make_manifest(n_bytes, shard, compute_data_root(tokens, shard), train, ev, "synthetic", 1, 0),
+                  tokens)
+    return path
+
+
+@dataclass
+class Made:
+    """A candidate as its miner holds it."""
+
+    miner: int
+    signed: object
+    header_bytes: bytes
+    update: bytes
+    prev_leaves: np.ndarray
+    next_leaves: np.ndarray
+    q: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def hash(self) -> bytes:
+        return self.signed.hash
+
+
+class Kit:
+    def __init__(self, tmp: Path, n_miners: int = 2, n_verifiers: int = 3, stake: int = 1000, **rule_overrides):
+        self.tmp = Path(tmp)
+        self.clock = FakeClock()
+        defaults = dict(chain_id="pogo-test", leaf_size=S, group_size=G, k_leaves=8, m_windows=4,
+                        submit_window_ms=10_000, prove_window_ms=10_000, attest_window_ms=10_000,
+                        delta=Fraction(0), loss_tolerance=Fraction(1, 100))
+        defaults.update(rule_overrides)
+        self.rules = ChainRules(**defaults)
+        self.gov, self.node_key = key("governance"), key("node")
+        self.miners = [key(f"miner{i}") for i in range(n_miners)]
+        self.verifiers = [key(f"verifier{i}") for i in range(n_verifiers)]
+        self.beacon = BeaconService.create(self.tmp / "beacon", length=256,
+                                           secret=hashlib.sha256(b"chainkit beacon").digest(), clock=self.clock)
+        rng = np.random.default_rng(1)
+        arrays = {k: rng.normal(0, 0.02, size=s).astype(np.float32) for k, s in SHAPES.items()}
+        parts = [Participant(public_bytes(k), "miner", f"miner{i}", stake) for i, k in enumerate(self.miners)]
+        parts += [Participant(public_bytes(k), "verifier", f"verifier{i}", stake) for i, k in enumerate(self.verifiers)]
+        info = self.beacon.info()
+        genesis, blobs = build_genesis(
+            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=make_dataset(self.tmp / "data.pogodata"),
+            governance=self.gov, node_key=public_bytes(self.node_key), beacon=info, participants=parts)
+        self.chain = Chain.create(self.tmp / "node", genesis, blobs, self.node_key, self.clock, self.beacon)
+        self.beacon.bind(self.rules.chain_id, public_bytes(self.node_key))
+        self.rng = np.random.default_rng(7)
+
+    @property
+    def st(self):  # noqa: ANN201
+        return self.chain.state
+
+    @property
+    def layout(self):  # noqa: ANN201
+        return self.st.genesis.layout
+
+    def register(self, name: str, role: str, stake: int = 1000):  # noqa: ANN201 - the new key
+        k = key(name)
+        rec = seal(Register(self.rules.chain_id, public_bytes(self.gov), Participant(public_bytes(k), role, name, stake)),
+                   self.gov)
+        self.chain.submit_register(rec.to_bytes())
+        return k
+
+    def tip_leaves(self) -> np.ndarray:
+        st = self.st
+        arrays = confirmed_state(st, st.tip_height, self.chain.fetch).arrays
+        return to_leaves(arrays, self.layout)
+
+    def make(self, miner: int, *, scale: int = -12, q: np.ndarray | None = None, tamper_rows=(), key_=None,
+             header_changes: dict | None = None, prev_leaves: np.ndarray | None = None) -> Made:
+        """A consistent candidate from the round's tip (random codes at exponent ``scale``), optionally with
+        ``tamper_rows`` of theta_next changed after the update (an inconsistent commitment)."""
+        lay, r = self.layout, self.st.round
+        prev = self.tip_leaves() if prev_leaves is None else prev_leaves
+        if q is None:
+            n = lay.n_leaves
+            exps = np.full((n, S // G), scale, dtype=np.int8)
+            codes = self.rng.integers(-7, 8, size=(n, S), dtype=np.int8)
+            codes[np.arange(S)[None, :] >= upd.valid_counts(lay)[:, None]] = 0
+            q = upd.pack_leaves(exps, codes)
+        exps, codes = upd.unpack_leaves(q, S, G)
+        nxt = upd.apply_leaves(prev, exps, codes)
+        for row in tamper_rows:
+            nxt = nxt.copy()
+            nxt.view(np.uint32)[row, 0] ^= 1
+        k = key_ or self.miners[miner]
+        fields = dict(version=2, chain_id=self.rules.chain_id, height=r.height, round=r.round,
+                      parent_hash=r.parent_hash, miner_key=public_bytes(k), layout_hash=lay.layout_hash(),
+                      data_root=r.data.data_root, root_prev=mh.root(mh.leaf_hashes(mh.TAG_PARAM, prev)),
+                      root_next=mh.root(mh.leaf_hashes(mh.TAG_PARAM, nxt)), root_q=mh.root(mh.leaf_hashes(mh.TAG_QUPD, q)),
+                      leaf_size=S, group_size=G, n_leaves=lay.n_leaves, train={"steps": 1})
+        fields.update(header_changes or {})
+        signed = sign_header(Header(**fields), k)
+        return Made(miner, signed, signed.to_bytes(), q.tobytes(), prev, nxt, q)
+
+    def submit(self, made: Made, update: bytes | None = None):  # noqa: ANN201
+        data = made.update if update is None else update
+        return self.chain.submit_candidate(made.header_bytes, [data[i:i + 4096] for i in range(0, len(data), 4096)])
+
+    def bundle(self, made: Made, *, beacon: bytes | None = None, windows=None, losses=(2.0, 1.5), key_=None,
+               mutate=None) -> bytes:
+        ctx = self.st.context(made.hash)
+        beacon = ctx.beacon if beacon is None else beacon
+        from pogo_jax.spec.challenge import challenge_leaves
+
+        idx = challenge_leaves(made.hash, beacon, self.layout.n_leaves, self.rules.k_leaves)
+        lv = [mh.tree_levels(mh.leaf_hashes(t, a)) for t, a in ((mh.TAG_PARAM, made.prev_leaves),
+                                                               (mh.TAG_PARAM, made.next_leaves), (mh.TAG_QUPD, made.q))]
+        ops = tuple(LeafOpening(i, made.prev_leaves[i].tobytes(), made.next_leaves[i].tobytes(), made.q[i].tobytes(),
+                                *(tuple(mh.audit_path(x, i)) for x in lv)) for i in idx)
+        if mutate is not None:
+            ops = mutate(ops)
+        b = Bundle(made.signed, beacon, self.layout, ops, ctx.windows if windows is None else tuple(windows),
+                   losses[0], losses[1])
+        return b.signed(key_ or self.miners[made.miner]).to_bytes()
+
+    def attest(self, v: int, made_or_hash, verdict: str = "accept", tier: str = "full", reason: str | None = None,
+               losses=(2.0, 1.5), evidence: bytes | None = None, key_=None) -> bytes:
+        hh = made_or_hash if isinstance(made_or_hash, bytes) else made_or_hash.hash
+        ctx = self.st.context(hh)
+        k = key_ or self.verifiers[v]
+        a = Attestation(version=2, chain_id=self.rules.chain_id, height=ctx.height, round=ctx.round, header_hash=hh,
+                        verifier_key=public_bytes(k), verdict=verdict, tier=tier,
+                        reason=reason or ("OK" if verdict == "accept" else "LOSS_NOT_DECREASED"),
+                        evidence=ctx.bundle_sha256 if evidence is None else evidence,
+                        loss_prev=losses[0] if losses else None, loss_next=losses[1] if losses else None)
+        return sign_attestation(a, k).to_bytes()
+
+    def stake(self, k) -> int:  # noqa: ANN001
+        return self.st.stakes[public_bytes(k)]
+
+    def close_submit(self) -> None:
+        self.clock.advance(self.rules.submit_window_ms)
+        self.chain.tick()
+
+    def run_round(self, mades: list[Made], votes=None, bundles=True) -> None:
+        """Submit ``mades`` (already made), close, prove, all verifiers full-accept (or ``votes``), finalize."""
+        for m in mades:
+            self.submit(m)
+        self.close_submit()
+        assert self.st.round.phase == "proof", self.st.round.phase
+        if bundles:
+            for m in mades:
+                self.chain.submit_bundle(self.bundle(m))
+        self.chain.tick()
+        for m in mades:
+            for v in range(len(self.verifiers)):
+                spec = (votes or {}).get((m.miner, v), ("accept", "full", None, (2.0, 1.5)))
+                if spec is None:
+                    continue
+                verdict, tier, reason, losses = spec
+                self.chain.submit_attestation(self.attest(v, m, verdict, tier, reason, losses))
+        self.chain.tick()
+        if self.st.round.phase == "attest":
+            self.clock.advance(self.rules.attest_window_ms)
+            self.chain.tick()
