@@ -26,7 +26,7 @@ from pogo_jax.spec.dataset import _write_packed, compute_data_root, make_manifes
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
 from pogo_jax.spec.keys import key_from_seed, public_bytes
-from pogo_jax.spec.layout import from_leaves, to_leaves
+from pogo_jax.spec.layout import to_leaves
 from pogo_jax.spec.records import Participant, Register
 from pogo_jax.spec.rules import ChainRules
 
