@@ -77,8 +77,10 @@ class Made:
 
 
 class Kit:
-    def __init__(self, tmp: Path, n_miners: int = 2, n_verifiers: int = 3, stake: int = 1000, **rule_overrides):
+    def __init__(self, tmp: Path, n_miners: int = 2, n_verifiers: int = 3, stake: int = 1000,
+                 dataset: Path | None = None, **rule_overrides):
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.clock = FakeClock()
         defaults = dict(chain_id="pogo-test", leaf_size=S, group_size=G, k_leaves=8, m_windows=4,
                         submit_window_ms=10_000, prove_window_ms=10_000, attest_window_ms=10_000,
@@ -96,7 +98,7 @@ class Kit:
         parts += [Participant(public_bytes(k), "verifier", f"verifier{i}", stake) for i, k in enumerate(self.verifiers)]
         info = self.beacon.info()
         genesis, blobs = build_genesis(
-            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=make_dataset(self.tmp / "data.pogodata"),
+            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=dataset or make_dataset(self.tmp / "data.pogodata"),
             governance=self.gov, node_key=public_bytes(self.node_key), beacon=info, participants=parts)
         self.chain = Chain.create(self.tmp / "node", genesis, blobs, self.node_key, self.clock, self.beacon)
         self.beacon.bind(self.rules.chain_id, public_bytes(self.node_key))

@@ -11,6 +11,8 @@ refuses to start if the tables differ; ``pogo audit`` compares them with its own
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -50,6 +52,7 @@ CREATE TABLE stake_events (
 ) STRICT;
 """
 TABLES = ("participants", "rounds", "candidates", "stake_events")
+_CRASH_IN_APPEND = os.environ.get("POGO_TEST_KILL_IN_APPEND", "")  # tests: SIGKILL mid-transaction
 
 
 def _hex(b: bytes | None) -> str | None:
@@ -151,6 +154,8 @@ class Ledger:
                 if rows[t]:
                     marks = ",".join("?" * len(rows[t][0]))
                     c.executemany(f"INSERT INTO {t} VALUES ({marks})", rows[t])
+            if _CRASH_IN_APPEND and entry.kind == _CRASH_IN_APPEND:  # fault injection for the kill -9 tests
+                os.kill(os.getpid(), signal.SIGKILL)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:

@@ -1,0 +1,188 @@
+"""The chain node over HTTP (loopback, in-process uvicorn): the API, bad input, idempotency, streaming,
+resumed downloads, and 32 concurrent clients. Every write is a signed object; a client's mistake is a
+4xx with one line and changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import httpx
+import pytest
+from chainkit import Kit, key, make_dataset
+from nodekit import serve
+
+from pogo_jax.chain.audit import audit
+from pogo_jax.chain.client import NodeClient, Refused
+from pogo_jax.chain.http import frame
+from pogo_jax.chain.view import ChainView
+from pogo_jax.spec.keys import public_bytes
+
+
+def dump(kit: Kit) -> tuple:
+    return [e.to_obj() for e in kit.chain.ledger.entries()], kit.chain.ledger.tables()
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_round_over_http_and_the_explorer(tmp_path) -> None:
+    kit = Kit(tmp_path)
+    with serve(kit.chain) as url:
+        c = NodeClient(url)
+        m = kit.make(0)
+        assert c.submit_candidate(m.header_bytes, m.update)["result"] == "admitted"
+        assert c.submit_candidate(m.header_bytes, m.update)["result"] == "duplicate"  # a retry is taken once
+        kit.clock.advance(kit.rules.submit_window_ms)
+        wait_for(lambda: kit.st.round.phase == "proof")
+        assert c.submit_bundle(kit.bundle(m))["result"] == "admitted"
+        for v in range(3):
+            a = kit.attest(v, m)
+            assert c.submit_attestation(a)["result"] == "admitted"
+            assert c.submit_attestation(a)["result"] == "duplicate"
+        wait_for(lambda: kit.st.tip_height == 1)
+        view = ChainView(c)
+        assert view.state.stakes == kit.st.stakes and view.state.tip_hash == m.hash
+        assert [e.kind for e in view.client.entries()].count("attestation") == 3
+        page = httpx.get(url + "/").text
+        assert "<td>1</td>" in page and "confirmed" in page and "<svg" in page
+        rep = audit(c.entries(), c.tables(), c.blob)
+        assert rep.clean, rep.differences
+
+
+BAD = [
+    ("post", "/v1/attestations", b"{not json", "application/json", 400),
+    ("post", "/v1/attestations", b"{}", "text/plain", 415),
+    ("post", "/v1/attestations", b"x" * (1 << 17), "application/json", 413),
+    ("post", "/v1/governance/register", b'{"kind":"register"}', "application/json", 400),
+    ("post", "/v1/bundles", b"POGOBNDL" + bytes(100), "application/octet-stream", 400),
+    ("post", "/v1/candidates", b"\xff\xff\xff\x7f", "application/octet-stream", 413),
+    ("post", "/v1/candidates", frame(b"{}"), "application/octet-stream", 400),
+    ("get", "/v1/blobs/..%2F..%2Fetc%2Fpasswd", None, None, 404),
+    ("get", "/v1/blobs/..passwd", None, None, 400),
+    ("get", "/v1/blobs/" + "0" * 64, None, None, 404),
+    ("get", "/v1/blobs/ab/../cd", None, None, 400),
+    ("get", "/v1/log?from=-1", None, None, 400),
+    ("get", "/v1/nothing", None, None, 404),
+    ("delete", "/v1/blobs/" + "0" * 64, None, None, 405),
+]
+
+
+def test_bad_requests_are_4xx_with_one_line_and_change_nothing(tmp_path) -> None:
+    kit = Kit(tmp_path)
+    m = kit.make(0)
+    kit.submit(m)
+    before = dump(kit)
+    stranger = key("stranger")
+    with serve(kit.chain) as url:
+        h = httpx.Client(base_url=url)
+        for method, path, body, ctype, want in BAD:
+            r = h.request(method, path, content=body, headers={"content-type": ctype} if ctype else {})
+            assert r.status_code == want, (method, path, r.status_code, r.text)
+            if want != 405:
+                obj = r.json()
+                assert "\n" not in obj["error"] and obj["error"], obj
+        c = NodeClient(url, retries=0)
+        wrong = kit.make(1)  # its update does not hash to root_q
+        with pytest.raises(Refused) as e:
+            c.submit_candidate(wrong.header_bytes, bytes(len(wrong.update)))
+        assert e.value.status == 409 and e.value.code == "ROOT_Q_MISMATCH"
+        rogue = kit.make(1, key_=stranger)  # signed by a key that is not registered
+        with pytest.raises(Refused) as e:
+            c.submit_candidate(rogue.header_bytes, rogue.update)
+        assert e.value.status == 403
+        from pogo_jax.spec.encoding import canonical
+        from pogo_jax.spec.envelope import seal
+        from pogo_jax.spec.records import Participant, Register
+
+        reg = seal(Register(kit.rules.chain_id, public_bytes(kit.gov), Participant(public_bytes(stranger), "miner",
+                                                                                  "ok", 1)), kit.gov).to_obj()
+        reg["body"]["participant"]["name"] = "../../etc"
+        r = h.post("/v1/governance/register", content=canonical(reg), headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "names are" in r.json()["error"]
+    assert dump(kit) == before
+
+
+def test_blobs_stream_with_ranges_and_a_broken_download_resumes(tmp_path) -> None:
+    kit = Kit(tmp_path)
+    with serve(kit.chain) as url:
+        c = NodeClient(url)
+        ref = kit.st.genesis.data
+        data = c.blob(ref.blob)
+        assert hashlib.sha256(data).digest() == ref.blob
+        r = httpx.get(f"{url}/v1/blobs/{ref.blob.hex()}", headers={"range": "bytes=100-199"})
+        assert r.status_code == 206 and r.content == data[100:200]
+        assert httpx.get(f"{url}/v1/blobs/{ref.blob.hex()}", headers={"range": "bytes=9-3"}).status_code == 416
+        out = tmp_path / "dl" / "data.pogodata"
+        out.parent.mkdir()
+        (out.parent / "data.pogodata.part").write_bytes(data[: len(data) // 3])  # what a killed client leaves
+        got = []
+        orig = c.http.stream
+
+        def spy(method, path, **kw):  # noqa: ANN001, ANN003, ANN202
+            got.append(kw.get("headers", {}).get("range"))
+            return orig(method, path, **kw)
+
+        c.http.stream = spy
+        c.blob_to_file(ref.blob, out)
+        assert got == [f"bytes={len(data) // 3}-"] and out.read_bytes() == data
+        (out.parent / "data.pogodata.part").write_bytes(b"garbage" * 10)  # a wrong prefix is not trusted
+        out.unlink()
+        with pytest.raises(Exception, match="does not hash"):
+            c.blob_to_file(ref.blob, out)
+
+
+def test_32_concurrent_clients(tmp_path) -> None:
+    """Verifiers polling, attesting and downloading a 64 MB blob at once for a bounded time: only the expected
+    answers, no attestation lost, the ledger consistent."""
+    big = make_dataset(tmp_path / "big.pogodata", n_bytes=64 << 20, shard=1 << 20, seed=3)
+    kit = Kit(tmp_path / "k", n_verifiers=32, dataset=big)
+    m = kit.make(0)
+    kit.submit(m)
+    kit.close_submit()
+    kit.chain.submit_bundle(kit.bundle(m))
+    kit.chain.tick()
+    atts = [kit.attest(v, m) for v in range(32)]
+    statuses: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    with serve(kit.chain) as url:
+        def client(i: int) -> None:
+            h = httpx.Client(base_url=url, timeout=60)
+            end = time.monotonic() + 8
+            posted = False
+            while time.monotonic() < end:
+                try:
+                    if not posted:
+                        r = h.post("/v1/attestations", content=atts[i], headers={"content-type": "application/json"})
+                        posted = r.status_code == 200
+                    elif i % 4 == 0:
+                        with h.stream("GET", f"/v1/blobs/{kit.st.genesis.data.blob.hex()}") as r:
+                            n = sum(len(x) for x in r.iter_bytes(1 << 20))
+                            if n != big.stat().st_size:
+                                raise AssertionError(f"short download {n}")
+                    else:
+                        r = h.get("/v1/round" if i % 2 else "/v1/log", params={"from": 0})
+                    with lock:
+                        statuses.append(r.status_code)
+                except Exception as e:  # noqa: BLE001 - every failure is recorded and fails the test
+                    with lock:
+                        errors.append(repr(e))
+
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors, errors[:3]
+        assert set(statuses) <= {200}, sorted(set(statuses))
+        wait_for(lambda: kit.st.tip_height == 1)
+        votes = kit.st.history[-1].candidates[m.hash].votes
+        assert len(votes) == 32
+        rep = audit(kit.chain.ledger.entries(), kit.chain.ledger.tables(), kit.chain.fetch)
+        assert rep.clean, rep.differences
