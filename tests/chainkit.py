@@ -104,9 +104,25 @@ class Kit:
         self.beacon.bind(self.rules.chain_id, public_bytes(self.node_key))
         self.rng = np.random.default_rng(7)
 
+    view = None  # set by ``attach``: then the kit reads the chain through HTTP like any role
+
     @property
     def st(self):  # noqa: ANN201
+        if self.view is not None:
+            self.view.refresh()
+            return self.view.state
         return self.chain.state
+
+    def fetch(self, sha: bytes) -> bytes:
+        return self.view.fetch(sha) if self.view is not None else self.chain.fetch(sha)
+
+    def attach(self, url: str):  # noqa: ANN201 - the NodeClient
+        """Read the chain from a node at ``url`` (a child process) from now on."""
+        from pogo_jax.chain.client import NodeClient
+        from pogo_jax.chain.view import ChainView
+
+        self.view = ChainView(NodeClient(url, retries=20, backoff=0.1))
+        return self.view.client
 
     @property
     def layout(self):  # noqa: ANN201
@@ -121,7 +137,7 @@ class Kit:
 
     def tip_leaves(self) -> np.ndarray:
         st = self.st
-        arrays = confirmed_state(st, st.tip_height, self.chain.fetch).arrays
+        arrays = confirmed_state(st, st.tip_height, self.fetch).arrays
         return to_leaves(arrays, self.layout)
 
     def make(self, miner: int, *, scale: int = -12, q: np.ndarray | None = None, tamper_rows=(), key_=None,
