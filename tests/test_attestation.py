@@ -13,11 +13,14 @@ import pytest
 
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.attestation import (
-    OBJECTIVE_REASONS,
+    OBJECTIVE_FULL,
+    OBJECTIVE_LIGHT,
     Attestation,
-    SignedAttestation,
+    read_signed_attestation,
     sign_attestation,
 )
+from pogo_jax.spec.encoding import canonical
+from pogo_jax.spec.envelope import Signed, body_hash
 from pogo_jax.spec.header import HEADER_DOMAIN
 from pogo_jax.spec.keys import generate_key, public_bytes, sign, verify_raw
 
@@ -31,17 +34,18 @@ def rng() -> random.Random:
 
 def make(rng: random.Random, key_bytes: bytes, verdict: str = "accept", **kw) -> Attestation:
     fields = dict(
-        version=1,
+        version=2,
         chain_id="test-chain",
         height=rng.randrange(1, 10**6),
+        round=rng.randrange(1, 50),
         header_hash=rng.randbytes(32),
         verifier_key=key_bytes,
         verdict=verdict,
         tier=rng.choice(["light", "full"]),
-        reason="OK" if verdict == "accept" else rng.choice(sorted(OBJECTIVE_REASONS)),
+        reason="OK" if verdict == "accept" else rng.choice(sorted(OBJECTIVE_LIGHT)),
         loss_prev=rng.uniform(1, 10),
         loss_next=rng.uniform(1, 10),
-        evidence=None,
+        evidence=rng.randbytes(32),
     )
     fields.update(kw)
     return Attestation(**fields)
@@ -54,36 +58,38 @@ def f32(x: float) -> float:
 def test_roundtrip_sign_verify(rng) -> None:
     key = generate_key()
     for verdict in ("accept", "reject") * 5:
-        a = make(rng, public_bytes(key), verdict, evidence=rng.choice([None, rng.randbytes(32)]))
+        a = make(rng, public_bytes(key), verdict)
         assert a.loss_prev == f32(a.loss_prev)  # rounded to float32 at construction
-        obj = json.loads(a.encode())
+        obj = json.loads(canonical(a.to_obj()))
         assert obj["loss_prev"] == struct.pack(">f", a.loss_prev).hex()
-        assert a.encode() == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-        assert a.hash() == hashlib.sha256(a.encode()).digest()
+        assert canonical(a.to_obj()) == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+        assert body_hash(a) == hashlib.sha256(canonical(a.to_obj())).digest()
         assert Attestation.from_obj(obj) == a
         s = sign_attestation(a, key)
         assert s.verify()
-        assert verify_raw(public_bytes(key), b"pogo/attest/v1\x00" + a.hash(), s.signature)
-        back = SignedAttestation.from_bytes(s.to_bytes())
+        assert verify_raw(public_bytes(key), b"pogo/attest/v1\x00" + body_hash(a), s.signature)
+        back = read_signed_attestation(s.to_bytes())
         assert back == s and back.verify()
-    none = make(rng, public_bytes(key), loss_prev=None, loss_next=None)
-    assert json.loads(none.encode())["loss_next"] is None
-    assert Attestation.from_obj(json.loads(none.encode())) == none
+    none = make(rng, public_bytes(key), "reject", loss_prev=None, loss_next=None)
+    assert json.loads(canonical(none.to_obj()))["loss_next"] is None
+    assert Attestation.from_obj(json.loads(canonical(none.to_obj()))) == none
+    with pytest.raises(MalformedInput, match="full-tier accept carries both"):
+        make(rng, public_bytes(key), "accept", tier="full", loss_prev=None)
 
 
 def test_signature_binds_domain_and_content(rng) -> None:
     key = generate_key()
     a = make(rng, public_bytes(key))
     # a header-domain signature over the same 32 bytes is not an attestation signature
-    assert not SignedAttestation(a, sign(key, HEADER_DOMAIN, a.hash())).verify()
+    assert not Signed(a, sign(key, HEADER_DOMAIN, body_hash(a))).verify()
     s = sign_attestation(a, key)
     obj = s.to_obj()
-    obj["attestation"]["verdict"], obj["attestation"]["reason"] = "reject", "BAD_PROOF"
-    assert not SignedAttestation.from_obj(obj).verify()
+    obj["body"]["verdict"], obj["body"]["reason"] = "reject", "BAD_PROOF"
+    assert not Signed.from_obj(obj, Attestation).verify()
     obj = s.to_obj()
-    obj["attestation"]["loss_next"] = struct.pack(">f", 0.5).hex()
-    assert not SignedAttestation.from_obj(obj).verify()
-    with pytest.raises(ValueError, match="verifier_key"):
+    obj["body"]["loss_next"] = struct.pack(">f", 0.5).hex()
+    assert not Signed.from_obj(obj, Attestation).verify()
+    with pytest.raises(ValueError, match="signer"):
         sign_attestation(a, generate_key())
 
 
@@ -91,20 +97,19 @@ def test_objective_flag(rng) -> None:
     k = rng.randbytes(32)
     assert make(rng, k, "reject", tier="light", reason="APPLY_MISMATCH").objective
     assert not make(rng, k, "reject", tier="full", reason="APPLY_MISMATCH").objective
+    assert make(rng, k, "reject", tier="full", reason="ROOT_NEXT_MISMATCH").objective
+    assert not make(rng, k, "reject", tier="full", reason="LOSS_NOT_DECREASED").objective
     assert not make(rng, k, "reject", tier="light", reason="LOSS_NOT_LOWER").objective
     assert not make(rng, k, "accept").objective
-
-
-def test_objective_reasons_match_light_verifier() -> None:
-    light = pytest.importorskip("pogo_jax.roles.light")
-    assert OBJECTIVE_REASONS == light.OBJECTIVE
+    assert "LOSS_NOT_DECREASED" not in OBJECTIVE_FULL | OBJECTIVE_LIGHT  # a loss is never an objective claim
 
 
 def test_reader_rejects_malformed(rng) -> None:
     key = generate_key()
     good = sign_attestation(make(rng, public_bytes(key)), key).to_obj()
     cases = [
-        ("unsupported version", "version", 2),
+        ("unsupported version", "version", 1),
+        ("outside", "round", 0),
         ("wrong type", "height", "1"),
         ("outside", "height", 0),
         ("expected 32 bytes", "header_hash", "00" * 31),
@@ -122,18 +127,20 @@ def test_reader_rejects_malformed(rng) -> None:
     ]
     for message, key_name, value in cases:
         o = copy.deepcopy(good)
-        o["attestation"][key_name] = value
+        o["body"][key_name] = value
         with pytest.raises(MalformedInput, match=message):
-            SignedAttestation.from_obj(o)
+            Signed.from_obj(o, Attestation)
     o = copy.deepcopy(good)
-    del o["attestation"]["evidence"]
+    del o["body"]["evidence"]
     with pytest.raises(MalformedInput, match="missing field 'evidence'"):
-        SignedAttestation.from_obj(o)
+        Signed.from_obj(o, Attestation)
     with pytest.raises(MalformedInput, match="OK"):
         make(rng, public_bytes(key), "reject", reason="OK")
+    with pytest.raises(MalformedInput, match="evidence"):
+        make(rng, public_bytes(key), evidence=None)
     with pytest.raises(MalformedInput, match="overflows float32"):
         make(rng, public_bytes(key), loss_prev=1e39)
     with pytest.raises(MalformedInput, match="finite"):
         make(rng, public_bytes(key), loss_prev=float("nan"))
     with pytest.raises(MalformedInput, match="exceeds the limit"):
-        SignedAttestation.from_bytes(b" " * 5000)
+        read_signed_attestation(b" " * 5000)

@@ -12,9 +12,11 @@ import pytest
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.challenge import (
     derive_seed,
+    challenge_leaves,
     k_for_target,
-    make_challenge,
     miss_probability,
+    round_seed,
+    round_windows,
     sample_distinct,
 )
 
@@ -99,26 +101,29 @@ def test_seed_and_challenge(rng) -> None:
     hh, beacon = rng.randbytes(32), rng.randbytes(32)
     seed = derive_seed(hh, beacon)
     assert seed == hashlib.sha256(b"pogo/challenge/v1" + hh + beacon).digest()
-    ch = make_challenge(hh, beacon, 5000, 16, 300, 8)
-    assert ch.seed == seed
-    assert list(ch.leaf_indices) == reference_sample(seed, b"leaves", 5000, 16)
-    assert list(ch.window_indices) == reference_sample(seed, b"windows", 300, 8)
-    assert make_challenge(hh, rng.randbytes(32), 5000, 16, 300, 8).leaf_indices != ch.leaf_indices
+    assert list(challenge_leaves(hh, beacon, 5000, 16)) == reference_sample(seed, b"leaves", 5000, 16)
+    assert challenge_leaves(hh, rng.randbytes(32), 5000, 16) != challenge_leaves(hh, beacon, 5000, 16)
+    # the windows are the round's: the same for every candidate, from chain id, height, round and beacon
+    h, a = rng.randrange(1, 10**6), rng.randrange(1, 9)
+    rs = hashlib.sha256(b"pogo/round/v1" + b"my-chain" + h.to_bytes(8, "little") + a.to_bytes(8, "little")
+                        + beacon).digest()
+    assert round_seed("my-chain", h, a, beacon) == rs
+    assert list(round_windows("my-chain", h, a, beacon, 300, 8)) == reference_sample(rs, b"windows", 300, 8)
+    assert round_windows("my-chain", h, a + 1, beacon, 300, 8) != round_windows("my-chain", h, a, beacon, 300, 8)
     with pytest.raises(MalformedInput, match="beacon"):
         derive_seed(hh, beacon[:31])
     with pytest.raises(MalformedInput, match="header hash"):
         derive_seed(hh + b"\x00", beacon)
+    with pytest.raises(MalformedInput, match="no evaluation window"):
+        round_windows("c", 1, 1, beacon, 0, 4)
 
 
 def test_golden_vector() -> None:
     hh = hashlib.sha256(b"pogo golden header").digest()
     beacon = hashlib.sha256(b"pogo golden beacon").digest()
-    ch = make_challenge(hh, beacon, 1000, 8, 50, 4)
-    assert ch.seed.hex() == "624d6e8bff2bfc44f91a9ee781225bb9b4327e41afb74a83d9e17c6c086efea0"
-    assert ch.leaf_indices == (265, 980, 276, 16, 772, 634, 58, 938)
-    assert ch.window_indices == (40, 24, 1, 0)
-    assert list(ch.leaf_indices) == reference_sample(ch.seed, b"leaves", 1000, 8)
-    assert list(ch.window_indices) == reference_sample(ch.seed, b"windows", 50, 4)
+    assert derive_seed(hh, beacon).hex() == "624d6e8bff2bfc44f91a9ee781225bb9b4327e41afb74a83d9e17c6c086efea0"
+    assert challenge_leaves(hh, beacon, 1000, 8) == (265, 980, 276, 16, 772, 634, 58, 938)
+    assert round_windows("pogo-golden", 1, 1, beacon, 50, 4) == (27, 41, 13, 29)
 
 
 def test_detection_bound(rng) -> None:

@@ -11,7 +11,9 @@ import random
 import pytest
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.spec.header import Header, SignedHeader, sign_header
+from pogo_jax.spec.encoding import canonical
+from pogo_jax.spec.envelope import Signed
+from pogo_jax.spec.header import Header, read_signed_header, sign_header
 from pogo_jax.spec.keys import generate_key, key_from_seed, public_bytes, verify_raw
 
 HASHES = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "root_next", "root_q")
@@ -20,9 +22,10 @@ HASHES = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "
 def random_header(rng: random.Random, miner_key: bytes) -> Header:
     b = lambda: rng.randbytes(32)
     return Header(
-        version=1,
+        version=2,
         chain_id=f"chain-{rng.randrange(1000)}",
         height=rng.randrange(1, 2**40),
+        round=rng.randrange(1, 1000),
         parent_hash=b(),
         miner_key=miner_key,
         layout_hash=b(),
@@ -52,6 +55,7 @@ def independent_encoding(h: Header) -> bytes:
         "version": h.version,
         "chain_id": h.chain_id,
         "height": h.height,
+        "round": h.round,
         "leaf_size": h.leaf_size,
         "group_size": h.group_size,
         "n_leaves": h.n_leaves,
@@ -79,17 +83,19 @@ def test_roundtrip_and_hash(rng) -> None:
         assert s.verify()
         # the signature is Ed25519 over b"pogo/header/v1" || 0x00 || header hash
         assert verify_raw(h.miner_key, b"pogo/header/v1\x00" + h.hash(), s.signature)
-        again = SignedHeader.from_bytes(s.to_bytes())
-        assert again == s and again.verify()
-        assert SignedHeader.from_obj(s.to_obj()) == s
+        again = read_signed_header(s.to_bytes())
+        assert again == s and again.verify() and again.hash == h.hash()
+        assert Signed.from_obj(s.to_obj(), Header) == s
+        assert s.to_obj()["kind"] == "header"
 
 
 def test_golden_vector() -> None:
     key = key_from_seed(hashlib.sha256(b"pogo golden miner").digest())
     h = Header(
-        version=1,
+        version=2,
         chain_id="pogo-golden",
         height=1,
+        round=1,
         parent_hash=bytes(32),
         miner_key=public_bytes(key),
         layout_hash=hashlib.sha256(b"layout").digest(),
@@ -103,12 +109,12 @@ def test_golden_vector() -> None:
         train={"steps": 100, "tokens": 51200, "optimizer": "adamw", "lr": "3a83126f"},
     )
     assert h.encode() == independent_encoding(h)
-    assert h.hash().hex() == "cf9bb19d3e035fe88bcacbae5131da8d0dd75eed69f1d4019a4f98406d55b13f"
+    assert h.hash().hex() == "04f337e4f912a57c0ef4c8b48713b66b16d29c2a55decff9928fc3fca011776b"
     # Ed25519 is deterministic, so the signature is a golden value too.
     sig = sign_header(h, key).signature
     assert sig.hex() == (
-        "c8affa35135acbba40d516cf463704d31527c7607935717c245e722e16d5b3f0"
-        "926bdd73f5abc4e4a1e4955d27f936798feed778e962201e231a78e3744f710e"
+        "1564d594292a62c4e486b4e35111dfc62be8fe69d92cf30eb0abc87d89e69a22"
+        "25601965ac8af5c5462fbab3ef44853993faec291ed9447f184621c80835670c"
     )
     assert verify_raw(public_bytes(key), b"pogo/header/v1\x00" + h.hash(), sig)
 
@@ -121,16 +127,16 @@ def test_tampering_breaks_signature(rng) -> None:
     for field in ("height", "root_next", "n_leaves", "train"):
         o = copy.deepcopy(obj)
         if field == "train":
-            o["header"]["train"]["steps"] += 1
+            o["body"]["train"]["steps"] += 1
         elif field in HASHES:
-            o["header"][field] = rng.randbytes(32).hex()
+            o["body"][field] = rng.randbytes(32).hex()
         else:
-            o["header"][field] += 1
-        assert not SignedHeader.from_obj(o).verify(), field
+            o["body"][field] += 1
+        assert not Signed.from_obj(o, Header).verify(), field
     other = generate_key()
-    forged = SignedHeader(h, sign_header(random_header(rng, public_bytes(other)), other).signature)
+    forged = Signed(h, sign_header(random_header(rng, public_bytes(other)), other).signature)
     assert not forged.verify()
-    with pytest.raises(ValueError, match="miner_key"):
+    with pytest.raises(ValueError, match="signer"):
         sign_header(h, other)
 
 
@@ -148,7 +154,8 @@ def _mutations(rng: random.Random):
         return f
 
     return [
-        ("unsupported version", setf("version", 2)),
+        ("unsupported version", setf("version", 1)),
+        ("outside", setf("round", 0)),
         ("missing field", delf("root_q")),
         ("unknown field", setf("extra", 1)),
         ("wrong type", setf("height", "5")),
@@ -178,28 +185,32 @@ def test_reader_rejects_malformed(rng) -> None:
     good = sign_header(random_header(rng, public_bytes(key)), key).to_obj()
     for message, mutate in _mutations(rng):
         o = copy.deepcopy(good)
-        mutate(o["header"])
+        mutate(o["body"])
         with pytest.raises(MalformedInput, match=message):
-            SignedHeader.from_obj(o)
+            Signed.from_obj(o, Header)
         with pytest.raises(MalformedInput):
-            SignedHeader.from_bytes(json.dumps(o).encode())
+            read_signed_header(json.dumps(o).encode())
     for data, message in [
         (b"\xff\xfe", "not ASCII"),
         (b"{", "not valid JSON"),
-        (b'{"header":{},"signature":"00"}', "missing field"),
+        (b'{"body":{},"kind":"header"}', "missing field"),
+        (b'{"body":{},"kind":"attestation","signature":"00"}', "expected 'header'"),
         (b"[]", "expected an object"),
-        (json.dumps({**good, "signature": "00" * 63}).encode(), "64 bytes"),
-        (json.dumps({**good, "x": 1}).encode(), "unknown field"),
-        (b'{"header":1.5}', "raw float"),
+        (canonical({**good, "signature": "00" * 63}), "64 bytes"),
+        (canonical({**good, "x": 1}), "unknown field"),
+        (b'{"body":1.5}', "raw float"),
+        (json.dumps(good, sort_keys=True).encode(), "not canonical"),
         (b" " * (1 << 17), "exceeds the limit"),
     ]:
         with pytest.raises(MalformedInput, match=message):
-            SignedHeader.from_bytes(data)
+            read_signed_header(data)
 
 
 def test_constructor_validates(rng) -> None:
     h = random_header(rng, rng.randbytes(32))
-    fields = {k: getattr(h, k) for k in h.__dataclass_fields__}
+    import dataclasses
+
+    fields = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
     with pytest.raises(MalformedInput, match="root_q"):
         Header(**{**fields, "root_q": b"short"})
     with pytest.raises(MalformedInput, match="version"):
