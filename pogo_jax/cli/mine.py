@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=1, help="rounds to take part in (0: until interrupted)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for any one phase")
     p.add_argument("--events", action="store_true", help="print one JSON line per event (for pogo demo)")
+    p.add_argument("--after-height", type=int, default=0, metavar="H",
+                   help="get ready, then wait until the chain's confirmed height reaches H before mining")
     p.add_argument("--adversary", default=None, help=argparse.SUPPRESS)  # pogo demo's cheating miners
 
 
@@ -44,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     miner = Miner(client(args.node), load_key(args.key), args.workdir, cfg, hooks, events)
     for note in miner.notes:
         print(f"note: {note}", flush=True)
+    if args.after_height:
+        miner.prepare()
+        miner.view.wait(lambda st: st.tip_height >= args.after_height, args.timeout,
+                        what=f"confirmed height {args.after_height}")
     n = 0
     while args.rounds == 0 or n < args.rounds:
         out = miner.mine_round(args.timeout, step)

@@ -149,16 +149,19 @@ class Demo:
             argv.append("--full")
         if adversary:
             argv += ["--adversary", adversary]
-        self.procs.start(name, argv, {"JAX_PLATFORMS": "cpu"})
+        self.procs.start(name, argv, {"JAX_PLATFORMS": "cpu", **_xla_cache()})
 
-    def start_miner(self, i: int | None, rounds: int, adversary: str | None = None):  # noqa: ANN201 - Proc
+    def start_miner(self, i: int | None, rounds: int, adversary: str | None = None,  # noqa: ANN201 - Proc
+                    after_height: int = 0):
         d = self.d.adversary(adversary) if adversary else self.d.miner(i)
         name = f"adversary-{adversary}" if adversary else f"miner-{i}"
         argv = ["mine", "--node", self.url, "--key", str(d / "key.pem"), "--workdir", str(d), "--rounds",
                 str(rounds), "--events", *_config_args(self.cfg_name, self.overrides)]
         if adversary:
             argv += ["--adversary", adversary]
-        return self.procs.start(name, argv)
+        if after_height:
+            argv += ["--after-height", str(after_height)]
+        return self.procs.start(name, argv, _xla_cache())
 
     # -------------------------------------------------------------------- watching
     def wait(self, done, timeout: float, what: str) -> None:  # noqa: ANN001
@@ -198,6 +201,18 @@ class Demo:
 
     def stop(self) -> None:
         self.procs.stop_all()
+
+
+def _xla_cache() -> dict:
+    """One persistent XLA compilation cache for the demo's jax processes (compiled programs, not chain data:
+    it sits outside every role's directory), so a second process or a second run does not compile again."""
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return {}
+    from pogo_jax.train.data import cache_dir
+
+    return {"JAX_COMPILATION_CACHE_DIR": str(cache_dir() / "xla")}
 
 
 def _stake(st, key: bytes) -> int:  # noqa: ANN001
@@ -243,6 +258,9 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
         miner = None
         if honest or adversary is not None:
             miner = demo.start_miner(0, 0)
+        early = None
+        if adversary in ADVERSARIES:  # starts now, gets ready, and mines once the honest blocks are in
+            early = demo.start_miner(None, 2 if adversary == "frontrun" else 1, adversary, after_height=start + honest)
         if honest:
             demo.wait(lambda s: s.tip_height >= start + honest, timeout, f"{honest} confirmed block(s)")
         adv_rec = None
@@ -253,7 +271,7 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
             for i in range(1, full):
                 demo.procs.stop(vprocs[i])
         if adversary is not None:
-            adv_rec = _run_adversary(demo, adversary, miner, timeout, ADVERSARIES, VERIFIER_ADVERSARIES)
+            adv_rec = _run_adversary(demo, adversary, early, timeout, VERIFIER_ADVERSARIES)
             adv_rec["expected"] = dataclasses.asdict(EXPECTED[adversary])
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping the chain's processes; rerun with the same --out to continue[/]")
@@ -267,7 +285,7 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
     return {"report": rep, "adversary": adv_rec}
 
 
-def _run_adversary(demo: Demo, name: str, miner, timeout: float, miners: dict, verifiers: dict) -> dict:  # noqa: ANN001
+def _run_adversary(demo: Demo, name: str, adv, timeout: float, verifiers: dict) -> dict:  # noqa: ANN001
     st = demo.view.state
     akey = public_bytes(role_key(demo.d.adversary(name)))
     hkey = public_bytes(role_key(demo.d.miner(0)))
@@ -279,8 +297,6 @@ def _run_adversary(demo: Demo, name: str, miner, timeout: float, miners: dict, v
         h = st.tip_height
         demo.wait(lambda s: s.tip_height > h, timeout, "a block with the cheating verifier")
     else:
-        rounds = 2 if name == "frontrun" else 1
-        adv = demo.start_miner(None, rounds, adversary=name)
         demo.wait(lambda s: not adv.alive() and (s.round.height, s.round.round) != start_round
                   and not any(c.miner == akey for c in s.round.candidates.values()), timeout,
                   f"the '{name}' round(s)")

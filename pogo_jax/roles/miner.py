@@ -160,6 +160,10 @@ class Miner:
             self._ds, self._ds_blob = chain_dataset(self.view.client, ref, self.work), ref.blob
         return self._ds
 
+    def prepare(self) -> None:
+        """Build the trainer and the evaluator and fetch the dataset now (compiles happen on first use)."""
+        _ = self.block, self.evaluator, self.ds
+
     # ------------------------------------------------------------------------ private state
     def _state_files(self, root: bytes) -> tuple[Path, Path]:
         d = self.work / "states"

@@ -44,8 +44,8 @@ class ChainRules:
     group_size: int = 64  # G: values per exponent group
     k_leaves: int = 1375  # challenged leaves: miss <= 1e-6 when 1% of leaves are bad
     m_windows: int = 8  # evaluation windows per round
-    delta: Fraction = Fraction(0)  # required decrease: L(next) <= L(prev) - delta (nats)
-    loss_tolerance: Fraction = Fraction(1, 1000)  # |reported - own| <= tol * |own| (relative)
+    delta: Fraction = Fraction(1, 100)  # required decrease: L(next) <= L(prev) - delta (nats)
+    loss_tolerance: Fraction = Fraction(1, 1000)  # |reported - own| <= tol * |own|; docs/protocol.md measures it
     quorum: Fraction = Fraction(2, 3)
     reject_share: Fraction = Fraction(1, 3)
     min_full: int = 2  # full-tier attestations needed to decide a candidate

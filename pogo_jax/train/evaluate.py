@@ -23,11 +23,12 @@ from pogo_jax.train.step import _eval_pure
 class Evaluator:
     """Compiles the eval function once per config; states are passed in as flat arrays."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, compute_dtype: str = "float32") -> None:
+        """``compute_dtype`` other than float32 only to measure what it would change (scripts/loss_agreement.py)."""
         import dataclasses
 
         self.cfg = cfg
-        model_cfg = dataclasses.replace(cfg.model, compute_dtype="float32", remat=False)
+        model_cfg = dataclasses.replace(cfg.model, compute_dtype=compute_dtype, remat=False)
         graphdef, abs_state = nnx.split(abstract_model(model_cfg), nnx.Param)
         self.graphdef = graphdef
         self.template = nnx.to_pure_dict(abs_state)
