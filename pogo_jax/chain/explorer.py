@@ -47,7 +47,7 @@ def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: i
     """Verified loss (median of the full verifiers) before and after each confirmed block."""
     if not points:
         return '<p class="muted">no confirmed block yet</p>'
-    pad = 40
+    pad, left = 40, 72
     hs = [p[0] for p in points]
     ys = [v for p in points for v in p[1:]]
     x0, x1 = min(hs) - 1, max(hs)
@@ -56,7 +56,7 @@ def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: i
         y0, y1 = y0 - 0.5, y1 + 0.5
 
     def sx(h: float) -> float:
-        return pad + (h - x0) / max(x1 - x0, 1) * (width - 2 * pad)
+        return left + (h - x0) / max(x1 - x0, 1) * (width - left - pad)
 
     def sy(v: float) -> float:
         return height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad)
@@ -67,14 +67,14 @@ def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: i
                    f'{b:.4f}</title></circle>' for h, a, b in points)
     ticks = "".join(f'<text x="{sx(h):.1f}" y="{height - pad + 16}" font-size="11" text-anchor="middle">{h}</text>'
                     for h in hs)
-    yt = "".join(f'<text x="{pad - 6}" y="{sy(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3f}</text>'
+    yt = "".join(f'<text x="{left - 6}" y="{sy(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3f}</text>'
                  for v in (y0, (y0 + y1) / 2, y1))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
             f'aria-label="verified loss by height">'
-            f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" fill="#fafbfc" '
+            f'<rect x="{left}" y="{pad}" width="{width - left - pad}" height="{height - 2 * pad}" fill="#fafbfc" '
             f'stroke="#ddd"/><path d="{path}" fill="none" stroke="#0969da" stroke-width="2"/>{dots}{ticks}{yt}'
-            f'<text x="{width / 2}" y="{height - 6}" font-size="12" text-anchor="middle">height</text>'
-            f'<text x="12" y="{height / 2}" font-size="12" transform="rotate(-90 12 {height / 2})" '
+            f'<text x="{(left + width - pad) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">height</text>'
+            f'<text x="14" y="{height / 2}" font-size="12" transform="rotate(-90 14 {height / 2})" '
             f'text-anchor="middle">verified loss (nats)</text></svg>')
 
 
