@@ -154,8 +154,11 @@ class Config:
         return out
 
     def config_hash(self) -> str:
-        """SHA-256 (hex) of the canonical JSON of the whole config; goes into block headers."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 (hex) of the canonical JSON of the whole config except where the data file lies (a dataset
+        is identified by its root, not its local path); goes into block headers."""
+        d = self.to_dict()
+        d["data"] = {k: v for k, v in d["data"].items() if k != "path"}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def model_hash(self) -> str:

@@ -41,7 +41,7 @@ def chain_data_file(cfg: Config) -> Path:
 
 
 def create_chain(node_dir: str | Path, cfg: Config, governance: PrivateKey, node_key: PrivateKey, beacon: dict,
-                 participants: list[Participant], arrays: State | None = None):  # noqa: ANN201 - Chain
+                 participants: list[Participant], arrays: State | None = None, clock=None):  # noqa: ANN001, ANN201
     """Write a new chain directory (ledger with the genesis record, blob store, node key)."""
     import dataclasses
 
@@ -57,7 +57,7 @@ def create_chain(node_dir: str | Path, cfg: Config, governance: PrivateKey, node
     genesis, blobs = build_genesis(rules=cfg.chain, model=dataclasses.asdict(cfg.model), arrays=theta, data_file=data,
                                    governance=governance, node_key=public_bytes(node_key), beacon=beacon,
                                    participants=participants)
-    return Chain.create(node_dir, genesis, blobs, node_key)
+    return Chain.create(node_dir, genesis, blobs, node_key, **({} if clock is None else {"clock": clock}))
 
 
 def register_record(chain_id: str, governance: PrivateKey, key: bytes, role: str, name: str, stake: int) -> bytes:

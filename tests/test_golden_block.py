@@ -1,0 +1,54 @@
+"""A fixed-seed ``tiny`` block, mined and proved through the real roles on an in-process chain: its update,
+header and bundle bytes are pinned, so a refactor that changes any byte the protocol hashes or signs fails
+here. The bytes depend on training, which is bit-reproducible on one CPU with one jax version, so the check
+runs only under the jax version it was recorded with."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jax
+import pytest
+from chainkit import FakeClock, key, make_dataset
+
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.chain.client import LocalClient
+from pogo_jax.config import load_config
+from pogo_jax.roles.governance import create_chain
+from pogo_jax.roles.miner import Miner
+from pogo_jax.spec.keys import public_bytes
+from pogo_jax.spec.records import Participant
+
+GOLDEN_JAX = "0.10.2"
+GOLDEN = {
+    "header": "3d5b63935094b65cd3069cb6ae5b63cc50904a7e3ddac238f7c4d41d8974316e",
+    "update": "6e3ab77e002d067ac3fb52edb25a51e853044dc65e4584d47ea4a959413cd8b5",
+    "bundle": "a073be693418c46c081dc4996eae5a84c6b509938ddeafbc3265602ea68c3cb4",
+}
+
+
+def golden_block(tmp) -> dict:  # noqa: ANN001
+    cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=16", f"data.path={make_dataset(tmp / 'd.pogodata')}"])
+    clock = FakeClock()
+    beacon = BeaconService.create(tmp / "beacon", length=64, secret=hashlib.sha256(b"golden beacon").digest(),
+                                  clock=clock)
+    m = key("golden miner")
+    parts = [Participant(public_bytes(m), "miner", "m", 1000)]
+    chain = create_chain(tmp / "node", cfg, key("golden gov"), key("golden node"), beacon.info(), parts, clock=clock)
+    chain.beacon = beacon
+    beacon.bind(cfg.chain.chain_id, public_bytes(key("golden node")))
+    miner = Miner(LocalClient(chain), m, tmp / "miner", cfg)
+    made = miner.make_candidate(miner.view.context())
+    miner.view.client.submit_candidate(made.header_bytes, made.update_path)
+    clock.advance(cfg.chain.submit_window_ms)
+    chain.tick()
+    miner.view.refresh()
+    bundle = miner.prove(made)
+    return {"header": made.hash.hex(), "update": hashlib.sha256(made.update_path.read_bytes()).hexdigest(),
+            "bundle": hashlib.sha256(bundle).hexdigest()}
+
+
+@pytest.mark.skipif(jax.__version__ != GOLDEN_JAX, reason=f"bytes recorded with jax {GOLDEN_JAX}")
+def test_fixed_seed_tiny_block_bytes_are_pinned(tmp_path) -> None:
+    got = golden_block(tmp_path)
+    assert got == GOLDEN, got
