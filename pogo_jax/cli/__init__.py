@@ -38,10 +38,16 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad command line is one line on stderr (exit 2), not argparse's usage block."""
+
+    def error(self, message: str) -> None:  # noqa: D401
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pogo", description="PoGO: proof of gradient optimization (mine, prove, verify, attest).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="pogo", description="PoGO: proof of gradient optimization (mine, prove, verify, attest).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, modname in COMMANDS.items():
         mod = importlib.import_module(f"pogo_jax.cli.{modname}")
         p = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0] if mod.__doc__ else None,

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="honest blocks to confirm (default 3; with --adversary 1 on a new chain, else 0)")
     p.add_argument("--verifiers", type=int, default=None, help="verifiers (default demo.verifiers, 3)")
     p.add_argument("--full", type=int, default=None, help="of them full-tier (default demo.full, 2)")
-    p.add_argument("--adversary", default=None, metavar="NAME", choices=ALL,
+    p.add_argument("--adversary", default=None, metavar="NAME",
                    help=f"one cheat after the honest block(s): {', '.join(ALL)} (docs/adversaries.md)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for any one stage")
 
