@@ -4,8 +4,9 @@
 
 Recomputes the header hash, the challenge seed and leaf indices, every leaf hash and audit path
 in the three trees, and prints what it found. It trusts the beacon value in the bundle (a real
-verifier takes it from the ledger) and does not check the two Ed25519 signatures (header and
-bundle) or the float32 apply rule: `pogo verify` does those.
+verifier takes the round's value from the chain's log, and the round's windows with it) and does
+not check the two Ed25519 signatures (header and bundle) or the float32 apply rule: `pogo verify`
+does those.
 """
 
 import hashlib
@@ -56,14 +57,15 @@ def main(path: str) -> None:
     (dlen,) = struct.unpack_from("<Q", buf, 20 + jlen)
     data = buf[28 + jlen : 28 + jlen + dlen]  # leaf data; the miner's 64-byte signature follows
     assert len(buf) == 28 + jlen + dlen + 64, "bundle is truncated or extended"
-    header = meta["header"]["header"]
+    header = meta["header"]["body"]  # the signed envelope: {"body": header, "kind": "header", "signature"}
     hh = hashlib.sha256(canonical(header)).digest()
     beacon = bytes.fromhex(meta["beacon"])
     seed = hashlib.sha256(b"pogo/challenge/v1" + hh + beacon).digest()
     layout_hash = hashlib.sha256(canonical(meta["layout"])).hexdigest()
     n, s, g = header["n_leaves"], header["leaf_size"], header["group_size"]
     k = len(meta["openings"])
-    print(f"bundle v{version}: height {header['height']}, {n} leaves, k={k}, {len(buf)} bytes")
+    print(f"bundle v{version}: height {header['height']} round {header['round']}, {n} leaves, k={k}, "
+          f"{len(buf)} bytes")
     print(f"header hash   {hh.hex()}")
     print(f"layout hash   {layout_hash}  (header says {header['layout_hash']})")
     print(f"beacon        {beacon.hex()}")
