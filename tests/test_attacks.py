@@ -448,3 +448,31 @@ def test_a_replayed_root_q_slashes_its_signer_and_a_view_replays_the_same(kit: K
     assert kit.submit(again).result == "evidence" and kit.stake(kit.miners[1]) == 0
     view = ChainView(LocalClient(kit.chain))  # a role's own replay reaches the same stakes
     assert view.state.stakes == kit.st.stakes
+
+
+def test_equivocation_is_slashed_whenever_it_is_seen_and_counts_for_nothing(tmp_path) -> None:
+    """A second verdict after the round closed, a second header after the submission window: still evidence.
+    With a partial slash_fraction the equivocator keeps some stake but nothing of it counts any more."""
+    k = Kit(tmp_path, slash_fraction=Fraction(1, 2))
+    a = k.make(0)
+    k.run_round([a])
+    assert k.st.tip_height == 1
+    late = k.attest(0, a, "reject", losses=(2.0, 2.0))  # after finalization
+    assert k.chain.submit_attestation(late).result == "evidence" and k.stake(k.verifiers[0]) == 500
+    b2 = k.make(0, header_changes={"height": 1, "round": 1, "train": {"steps": 9}})  # a second header for (1, 1)
+    assert k.submit(b2).result == "evidence" and k.stake(k.miners[0]) == 505
+    m = k.make(1)
+    k.submit(m)
+    k.close_submit()
+    k.chain.submit_bundle(k.bundle(m))
+    k.chain.tick()
+    with pytest.raises(Rejected, match="SLASHED_VERIFIER"):
+        k.chain.submit_attestation(k.attest(0, m))
+    with pytest.raises(Rejected, match="SLASHED_MINER"):
+        k.submit(k.make(0))
+    for v in (1, 2):
+        k.chain.submit_attestation(k.attest(v, m))
+    k.clock.advance(k.rules.attest_window_ms)
+    k.chain.tick()
+    assert k.st.tip_height == 2
+    clean(k)

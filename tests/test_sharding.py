@@ -34,7 +34,7 @@ def test_make_mesh_sizes_and_errors():
 
 
 def test_logical_rules():
-    rules = MeshConfig().rules
+    rules = MeshConfig().rule_map()
     mesh = sharding.make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
     assert sharding.logical_to_spec(("embed", "mlp"), rules, mesh, (64, 256)) == P("fsdp", "tensor")
     assert sharding.logical_to_spec(("batch", None), rules) == P(("data", "fsdp"), None)

@@ -63,10 +63,13 @@ class _Http:
         self.http.close()
 
     def request(self, method: str, path: str, **kw) -> httpx.Response:  # noqa: ANN003
+        """``content`` may be a function that returns a fresh body per attempt (a streamed body cannot be
+        sent twice), so a retry after a broken connection sends the whole body again."""
         delay = self.backoff
+        body = kw.pop("content", None)
         for attempt in range(self.retries + 1):
             try:
-                r = self.http.request(method, path, **kw)
+                r = self.http.request(method, path, content=body() if callable(body) else body, **kw)
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 if attempt == self.retries:
                     raise UserError(f"cannot reach {self.url} ({type(e).__name__}: {str(e)[:80]}); is it running?") \
@@ -184,7 +187,7 @@ class NodeClient(_Http):
                         yield chunk
 
         try:
-            content = body() if size >= PROGRESS_MIN_BYTES else b"".join(body())
+            content = body if size >= PROGRESS_MIN_BYTES else b"".join(body())
             return self._post("/v1/candidates", content, "application/octet-stream")
         finally:
             done()
@@ -211,7 +214,7 @@ class NodeClient(_Http):
             if state:
                 yield state
 
-        return self._post("/v1/governance/epochs", body(), "application/octet-stream")
+        return self._post("/v1/governance/epochs", body, "application/octet-stream")
 
 
 def _file_sha(path: Path) -> bytes:

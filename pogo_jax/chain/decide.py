@@ -68,11 +68,13 @@ def claims(ballots: Sequence[Ballot]) -> list[tuple[bytes, str]]:
 
 
 def decide(ballots: Sequence[Ballot], stakes: Mapping[bytes, int], verifiers: set[bytes], rules: ChainRules,
-           fails: Mapping[tuple[bytes, str], bool]) -> Decision:
+           fails: Mapping[tuple[bytes, str], bool], barred: set[bytes] | frozenset = frozenset()) -> Decision:
     """Outcomes of one round. ``stakes`` are the participants' stakes now, ``verifiers`` the keys
-    registered as verifiers, ``fails[(header_hash, tier)]`` the re-check results of ``claims``."""
+    registered as verifiers, ``fails[(header_hash, tier)]`` the re-check results of ``claims``, ``barred``
+    the keys slashed for a provable fault (equivocation, replay, fraud, a false claim): whatever stake
+    they have left, nothing of theirs counts."""
     d = Decision()
-    stake = dict(stakes)
+    stake = {k: (0 if k in barred else v) for k, v in stakes.items()}
 
     def slash(key: bytes, frac: Fraction, why: str, hh: bytes | None) -> None:
         burn = rules.slashed(stake.get(key, 0), frac)

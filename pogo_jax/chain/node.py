@@ -11,6 +11,7 @@ forward on the node's clock and asks the beacon service for each round's value.
     GET  /v1/log?from=N&limit=M the signed log (canonical JSON), N onwards
     GET  /v1/tables             the node's derived tables (what ``pogo audit`` compares)
     GET  /v1/round              the open round: phase, deadlines, candidates
+    GET  /v1/rounds/{h}/{a}     any round by height and attempt: phase, outcome, candidates and their blobs
     GET  /v1/blobs/{sha256}     a stored blob (404 while it is a candidate's update in an open submission window)
     POST /v1/candidates         u32le len | signed header | update bytes      (application/octet-stream)
     POST /v1/bundles            bundle bytes                                   (application/octet-stream)
@@ -124,6 +125,25 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
         with chain.lock:
             return JSONResponse(_round_view(chain))
 
+    async def get_past_round(request: Request) -> JSONResponse:
+        try:
+            key = (int(request.path_params["height"]), int(request.path_params["round"]))
+        except ValueError:
+            raise MalformedInput("height and round are integers") from None
+        with chain.lock:
+            st = chain.state
+            r = next((x for x in [*st.history, st.round] if (x.height, x.round) == key), None)
+            if r is None:
+                return error(404, f"no round ({key[0]}, {key[1]}) on this chain", "NOT_FOUND")
+            return JSONResponse({
+                "height": r.height, "round": r.round, "phase": r.phase, "opened_at": r.opened_at,
+                "finalized_at": r.finalized_at, "winner": None if r.winner is None else r.winner.hex(),
+                "beacon": None if r.beacon is None else r.beacon.hex(),
+                "candidates": [{"header_hash": h.hex(), "miner": c.miner.hex(), "status": c.status, "reason": c.reason,
+                                "update_sha256": c.update_sha256.hex() if r.phase != "submit" else None,
+                                "bundle_sha256": None if c.bundle_sha256 is None else c.bundle_sha256.hex(),
+                                "reward": c.reward, "votes": len(c.votes)} for h, c in r.candidates.items()]})
+
     async def get_blob(request: Request) -> Response:
         sha = check_sha(request.path_params["sha"])
         if not chain.visible(sha):
@@ -236,6 +256,7 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
         Route("/v1/log", guarded(get_log)),
         Route("/v1/tables", guarded(tables)),
         Route("/v1/round", guarded(get_round)),
+        Route("/v1/rounds/{height}/{round}", guarded(get_past_round)),
         Route("/v1/blobs/{sha}", guarded(get_blob), methods=["GET", "HEAD"]),
         Route("/v1/candidates", guarded(post_candidate), methods=["POST"]),
         Route("/v1/bundles", guarded(post_bundle), methods=["POST"]),

@@ -33,6 +33,7 @@ from pogo_jax.spec.header import HEADER_VERSION, Header, read_signed_header
 from pogo_jax.spec.records import DataRef, Epoch, Genesis, Participant, Register, StateRef, read_record
 
 MAX_SKEW_MS = 5_000  # how far the beacon's clock may trail the node's signed close time
+BARRING = {"EQUIVOCATION", "REPLAYED_UPDATE", "FRAUD_CONFIRMED", "FALSE_CLAIM"}  # provable faults: barred for good
 
 PHASES = ("submit", "beacon", "proof", "attest")
 
@@ -45,6 +46,7 @@ class Candidate:
     update_sha256: bytes
     bundle_sha256: bytes | None = None
     bundle_at: int | None = None
+    bundle_seq: int | None = None
     votes: dict[bytes, Signed[Attestation]] = field(default_factory=dict)  # verifier -> first attestation
     status: str = "pending"
     reason: str = ""
@@ -150,6 +152,8 @@ class ChainState:
         self.beacon_index = 0
         self.events: list[StakeEvent] = []
         self.evidence: list[tuple[int, str, bytes]] = []  # (seq, what, signer)
+        self.barred: set[bytes] = set()  # slashed for a provable fault: no further record of theirs counts
+        self.by_round: dict[tuple[int, int, bytes], bytes] = {}  # (height, round, miner) -> its candidate
         self.seq = 0
         self.last_hash = GENESIS_PREV
         self.last_at = 0
@@ -241,6 +245,8 @@ class ChainState:
 
     def _slash(self, seq: int, key: bytes, frac: Fraction, reason: str, rnd: Round | None, hh: bytes | None) -> None:
         self._stake(seq, key, -self.rules.slashed(self.stakes[key], frac), reason, rnd, hh)
+        if reason in BARRING:
+            self.barred.add(key)
 
     def _once(self, record_hash: bytes) -> None:
         if record_hash in self.seen:
@@ -322,6 +328,7 @@ class ChainState:
         exact_keys(entry.extra, {"update_sha256"}, "candidate annotation")
         sha = hexbytes(get_field(entry.extra, "update_sha256", str, "candidate annotation"), "update_sha256", 32)
         r.candidates[signed.hash] = Candidate(signed, entry.seq, entry.at, sha)
+        self.by_round[(r.height, r.round, signed.body.miner_key)] = signed.hash
         if r.first_at is None:
             r.first_at = entry.at
         self.root_qs.add(signed.body.root_q)
@@ -338,18 +345,19 @@ class ChainState:
         p = self.participants.get(h.miner_key)
         if p is None or p.role != "miner":
             raise Rejected("UNREGISTERED_MINER", f"key {h.miner_key.hex()[:16]}... is not a registered miner")
-        if self.stakes[h.miner_key] <= 0:
-            raise Rejected("SLASHED_MINER", f"miner {h.miner_key.hex()[:16]}... has no stake left")
+        if self.stakes[h.miner_key] <= 0 or h.miner_key in self.barred:
+            raise Rejected("SLASHED_MINER", f"miner {h.miner_key.hex()[:16]}... has been slashed")
         if signed.hash in self.seen:
             raise Rejected("DUPLICATE", f"this header is already entry {self.seen[signed.hash]}")
+        first = self.by_round.get((h.height, h.round, h.miner_key))
+        if first is not None and first != signed.hash:
+            return "EQUIVOCATION"  # a second header for a round it already has one in, whenever it is seen
         r = self.round
         if (h.height, h.round) != (r.height, r.round):
             raise Rejected("WRONG_ROUND", f"header is for round ({h.height}, {h.round}); the open round is "
                                           f"({r.height}, {r.round})")
         if r.phase != "submit" or (r.first_at is not None and at > r.first_at + self.rules.submit_window_ms):
             raise Rejected("WINDOW_CLOSED", f"the submission window of round ({r.height}, {r.round}) is closed")
-        if any(c.miner == h.miner_key for c in r.candidates.values()):
-            return "EQUIVOCATION"
         if h.root_q in self.root_qs:
             return "REPLAYED_UPDATE"
         if h.parent_hash != r.parent_hash or h.root_prev != r.root_prev:
@@ -432,7 +440,7 @@ class ChainState:
                            "this candidate's bundle is already stored; published bundles never change")
         if r.phase != "proof" or entry.at > r.reveal_at + self.rules.prove_window_ms:
             raise Rejected("WINDOW_CLOSED", "the proof window of this round is not open")
-        cand.bundle_sha256, cand.bundle_at = sha, entry.at
+        cand.bundle_sha256, cand.bundle_at, cand.bundle_seq = sha, entry.at, entry.seq
         return "admitted"
 
     def check_attestation(self, signed: Signed[Attestation], at: int) -> tuple[Round, Candidate, str]:
@@ -441,10 +449,15 @@ class ChainState:
         p = self.participants.get(a.verifier_key)
         if p is None or p.role != "verifier":
             raise Rejected("UNREGISTERED_VERIFIER", f"key {a.verifier_key.hex()[:16]}... is not a registered verifier")
-        if self.stakes[a.verifier_key] <= 0:
-            raise Rejected("SLASHED_VERIFIER", f"verifier {a.verifier_key.hex()[:16]}... has no stake left")
+        if self.stakes[a.verifier_key] <= 0 or a.verifier_key in self.barred:
+            raise Rejected("SLASHED_VERIFIER", f"verifier {a.verifier_key.hex()[:16]}... has been slashed")
         if signed.hash in self.seen:
             raise Rejected("DUPLICATE", f"this attestation is already entry {self.seen[signed.hash]}")
+        found = self.find(a.header_hash)
+        if found is not None:  # both verdicts signed for one candidate: evidence whenever it is seen
+            prior = found[1].votes.get(a.verifier_key)
+            if prior is not None and prior.body.verdict != a.verdict:
+                return found[0], found[1], "EQUIVOCATION"
         r = self.round
         cand = r.candidates.get(a.header_hash)
         if cand is None or (a.height, a.round) != (r.height, r.round):
@@ -456,11 +469,8 @@ class ChainState:
         if r.phase not in ("proof", "attest") or (
                 r.proof_close_at is not None and at > r.proof_close_at + self.rules.attest_window_ms):
             raise Rejected("WINDOW_CLOSED", "the attestation window of this round is closed")
-        prior = cand.votes.get(a.verifier_key)
-        if prior is not None:
-            if prior.body.verdict == a.verdict:
-                raise Rejected("ALREADY_ATTESTED", "this verifier already attested this candidate")
-            return r, cand, "EQUIVOCATION"
+        if a.verifier_key in cand.votes:
+            raise Rejected("ALREADY_ATTESTED", "this verifier already attested this candidate")
         return r, cand, "ok"
 
     def _apply_attestation(self, entry: Entry) -> str:
@@ -503,9 +513,11 @@ class ChainState:
         if got != want:
             raise Rejected("BAD_FINALIZE", "the finalize record does not re-check exactly the round's objective claims")
         fails = {(x.header_hash, x.tier): x.fails for x in f.rechecks}
-        d = decide(self.ballots(), self.stakes, self.verifiers(), self.rules, fails)
+        d = decide(self.ballots(), self.stakes, self.verifiers(), self.rules, fails, self.barred)
         for key, delta, why, hh in d.stake_changes:
             self._stake(entry.seq, key, delta, why, r, hh)
+            if why in BARRING:
+                self.barred.add(key)
         for hh, cand in r.candidates.items():
             if hh in d.status:
                 cand.status, cand.reason = d.status[hh], d.reason[hh]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import os
 import struct
@@ -218,13 +219,13 @@ def parse_manifest(obj: Any, what: str) -> dict:
     return obj
 
 
-def read_packed(path: Path, verify: bool) -> Dataset:
-    """Open a packed file: check magic, version, sizes and bounds; memmap the tokens."""
-    what = f"data file '{path}'"
+def read_packed(source: Path | bytes, verify: bool) -> Dataset:
+    """Open a packed file (or its bytes): check magic, version, sizes and bounds; memmap the tokens."""
+    what = "data file" if isinstance(source, bytes) else f"data file '{source}'"
     hint = "make one with `pogo data pack PATH... --out FILE`"
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as f:
+            size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
             head = f.read(_HEADER.size)
             if len(head) < _HEADER.size:
                 raise MalformedInput(f"{what} is truncated or not a pogodata file ({size} bytes); {hint}")
@@ -259,9 +260,11 @@ def read_packed(path: Path, verify: bool) -> Dataset:
     if size != offset + n:
         state = "truncated" if size < offset + n else "longer than its manifest says"
         raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n}")
-    tokens = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(n,))
-    ds = Dataset(tokens=tokens, manifest=manifest, path=Path(path), data_root=root, train_range=train,
-                 eval_range=ev)
+    if isinstance(source, bytes):
+        tokens, path = np.frombuffer(source, dtype=np.uint8, count=n, offset=offset), Path("<bytes>")
+    else:
+        tokens, path = np.memmap(source, dtype=np.uint8, mode="r", offset=offset, shape=(n,)), Path(source)
+    ds = Dataset(tokens=tokens, manifest=manifest, path=path, data_root=root, train_range=train, eval_range=ev)
     if verify:
         got = compute_data_root(tokens, manifest["shard_size"])
         if got != root:

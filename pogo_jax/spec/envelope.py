@@ -7,8 +7,8 @@ domain, PROTOCOL section 7), ``to_obj``/``from_obj`` (strict reader next to the 
     {"body": {...}, "kind": "header", "signature": "<64 bytes hex>"}
 
 canonical JSON (spec/encoding.py). The record's hash is SHA-256 of the canonical body (for a header
-that is the header hash of PROTOCOL 4.1); the signature is Ed25519 over
-``DOMAIN || 0x00 || hash``, so a signature made for one kind can never be replayed as another.
+that is the header hash of PROTOCOL 4.1); the signature is Ed25519 over ``DOMAIN || 0x00 || hash``, and
+every kind has its own domain, so a signature made for one kind can never be replayed as another.
 Readers re-encode canonically before they trust a signature: one encoding per content.
 """
 

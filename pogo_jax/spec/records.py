@@ -36,6 +36,7 @@ MAX_RECORD_BYTES = 1 << 20
 MAX_PARTICIPANTS = 4096
 MAX_STAKE = 2**62
 MAX_TIME_MS = 2**53
+MAX_BEACON_LENGTH = 1 << 20  # = chain.beacon.MAX_LENGTH
 ROLES = ("miner", "verifier")
 WINDOWS = ("submit", "proof")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -177,7 +178,9 @@ class Genesis:
         keys = [p.key for p in self.participants]
         if len(set(keys)) != len(keys) or len(keys) > MAX_PARTICIPANTS:
             raise MalformedInput("genesis: duplicate participant key or too many participants")
-        if not 1 <= self.beacon_length <= 1 << 24:
+        if set(keys) & {self.governance_key, self.node_key, self.beacon_key}:
+            raise MalformedInput("genesis: a participant key is also the governance, node or beacon key")
+        if not 1 <= self.beacon_length <= MAX_BEACON_LENGTH:
             raise MalformedInput("genesis: beacon_length out of range")
 
     @property
@@ -208,7 +211,7 @@ class Genesis:
             chain_id=check_chain_id(obj["chain_id"], what), governance_key=_key(obj, "governance_key", what),
             node_key=_key(obj, "node_key", what), beacon_key=_key(beacon, "key", f"{what}.beacon"),
             beacon_anchor=_key(beacon, "anchor", f"{what}.beacon"),
-            beacon_length=get_int(beacon, "length", f"{what}.beacon", 1, 1 << 24),
+            beacon_length=get_int(beacon, "length", f"{what}.beacon", 1, MAX_BEACON_LENGTH),
             rules=ChainRules.from_obj(get_field(obj, "rules", dict, what), f"{what}.rules"),
             model=check_model(obj["model"], f"{what}.model"),
             layout=Layout.from_manifest(get_field(obj, "layout", dict, what)),
@@ -226,7 +229,7 @@ class Register:
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "register"
-    DOMAIN: ClassVar[bytes] = b"pogo/governance/v1"
+    DOMAIN: ClassVar[bytes] = b"pogo/governance/register/v1"
 
     @property
     def signer(self) -> bytes:
@@ -254,7 +257,7 @@ class Epoch:
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "epoch"
-    DOMAIN: ClassVar[bytes] = b"pogo/governance/v1"
+    DOMAIN: ClassVar[bytes] = b"pogo/governance/epoch/v1"
 
     @property
     def signer(self) -> bytes:
@@ -294,7 +297,7 @@ class Close:
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "close"
-    DOMAIN: ClassVar[bytes] = b"pogo/node/v1"
+    DOMAIN: ClassVar[bytes] = b"pogo/node/close/v1"
 
     @property
     def signer(self) -> bytes:
@@ -350,7 +353,7 @@ class Reveal:
         _version(obj, what)
         return cls(check_chain_id(obj["chain_id"], what), _key(obj, "beacon_key", what),
                    get_int(obj, "height", what, 1, MAX_HEIGHT), get_int(obj, "round", what, 1, MAX_ROUND),
-                   get_int(obj, "index", what, 1, 1 << 24), _key(obj, "value", what),
+                   get_int(obj, "index", what, 1, MAX_BEACON_LENGTH), _key(obj, "value", what),
                    get_int(obj, "at", what, 0, MAX_TIME_MS), _key(obj, "close", what))
 
 
@@ -391,7 +394,7 @@ class Finalize:
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "finalize"
-    DOMAIN: ClassVar[bytes] = b"pogo/node/v1"
+    DOMAIN: ClassVar[bytes] = b"pogo/node/finalize/v1"
 
     @property
     def signer(self) -> bytes:
