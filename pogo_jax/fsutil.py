@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -46,8 +46,3 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path) as f:
         f.write(data)
-
-
-def atomic_write_with(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
-    with atomic_open(path) as f:
-        writer(f)

@@ -307,20 +307,6 @@ class Trainer:
         self.step = int(meta.get("step", step))
         return meta
 
-    @classmethod
-    def restore(
-        cls, cfg: Config, mngr_or_dir, mesh: Mesh | None = None, extra_tx=None, step: int | None = None
-    ) -> Trainer:
-        """A Trainer resumed from a checkpoint: step, params and optimizer state."""
-        trainer = cls(cfg, mesh, extra_tx)
-        mngr = (
-            mngr_or_dir
-            if not isinstance(mngr_or_dir, str | Path)
-            else checkpoint.open_manager(mngr_or_dir, cfg.train.keep_checkpoints, create=False)
-        )
-        trainer.load(mngr, step)
-        return trainer
-
 
 # ------------------------------------------------------------------------------------ pogo train
 
@@ -363,6 +349,11 @@ def _progress(enabled: bool):
         TimeRemainingColumn(),
         disable=not enabled,
     )
+
+
+def _next(step: int, every: int) -> int:
+    """The next multiple of ``every`` after ``step``."""
+    return (step // every + 1) * every if every > 0 else 2**62
 
 
 def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
@@ -410,11 +401,10 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     try:
         with _progress(lead) as bar:
             task = bar.add_task("train", total=t.steps, completed=trainer.step, status="compiling")
-            while trainer.step < t.steps:
-                lr = trainer.lr()
-                metrics = trainer.train_step(trainer.batch(ds, trainer.step))
-                step = trainer.step
-                losses.append(float(metrics["loss"]))
+
+            def on_step(step: int, m: dict[str, float]) -> None:  # called one step late: no stall
+                nonlocal t_log, steps_since, losses
+                losses.append(m["loss"])
                 steps_since += 1
                 if step == first_step + 1:  # do not count compilation in tokens/s
                     t_log, steps_since = time.perf_counter(), 0
@@ -422,24 +412,22 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
                     now = time.perf_counter()
                     tps = tokens_per_step * steps_since / (now - t_log) if steps_since else math.nan
                     t_log, steps_since = now, 0
-                    rec = {
-                        "step": step,
-                        "loss": float(np.mean(losses)),
-                        "grad_norm": float(metrics["grad_norm"]),
-                        "lr": lr,
-                        "tokens_per_s": tps,
-                    }
+                    rec = {"step": step, "loss": float(np.mean(losses)), "grad_norm": m["grad_norm"], "lr": m["lr"],
+                           "tokens_per_s": tps}
                     losses = []
                     if log:
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
-                    bar.update(
-                        task,
-                        completed=step,
-                        status=f"loss {rec['loss']:.3f}  {tps:,.0f} tok/s" if tps == tps else f"loss {rec['loss']:.3f}",
-                    )
+                    status = f"loss {rec['loss']:.3f}" + (f"  {tps:,.0f} tok/s" if tps == tps else "")
+                    bar.update(task, completed=step, status=status)
                 else:
                     bar.update(task, completed=step)
+
+            while trainer.step < t.steps:
+                # run to the next eval or checkpoint boundary as one pipelined stretch of steps
+                nxt = min(t.steps, _next(trainer.step, t.eval_every), _next(trainer.step, t.checkpoint_every))
+                trainer.train_steps(ds, nxt - trainer.step, on_step)
+                step = trainer.step
                 if step % t.eval_every == 0 or step == t.steps:
                     last_eval = trainer.evaluate(ds)
                     if log:
