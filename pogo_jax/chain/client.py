@@ -129,13 +129,19 @@ class NodeClient(_Http):
             return path
         part = path.with_name(path.name + ".part")
         part.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        if part.exists():  # what an interrupted download left: hashed again, then continued from its end
+            with open(part, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
         have = part.stat().st_size if part.exists() else 0
         with open(part, "ab") as f:
             for chunk in self._blob_chunks(sha, have, progress):
+                h.update(chunk)
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        if _file_sha(part) != sha:
+        if h.digest() != sha:
             part.unlink()
             raise UserError(f"blob {sha.hex()[:16]}... from {self.url} does not hash to its name: refusing it")
         os.replace(part, path)
@@ -154,7 +160,7 @@ class NodeClient(_Http):
                     headers = {"range": f"bytes={got}-"} if got else {}
                     with self.http.stream("GET", f"/v1/blobs/{sha.hex()}", headers=headers) as r:
                         self._check(r)
-                        for chunk in r.iter_bytes(CHUNK):
+                        for chunk in r.iter_raw():
                             got += len(chunk)
                             tick(len(chunk))
                             yield chunk
