@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pogo_jax.errors import MalformedInput
@@ -57,8 +58,9 @@ class Signed(Generic[B]):
         if not isinstance(self.signature, bytes) or len(self.signature) != 64:
             raise MalformedInput(f"signed {self.body.KIND}: signature must be 64 bytes")
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
+        """SHA-256 of the canonical body (computed once: the body is frozen)."""
         return body_hash(self.body)
 
     def verify(self) -> bool:
