@@ -351,6 +351,6 @@ def test_cli_pack_and_info(tmp_path, rng, capsys):
 
 
 def test_data_modules_do_not_import_jax():
-    code = "import sys, pogo_jax.train.data, pogo_jax.cmd.data; sys.exit(1 if 'jax' in sys.modules else 0)"
+    code = "import sys, pogo_jax.train.data, pogo_jax.cli.data; sys.exit(1 if 'jax' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 0

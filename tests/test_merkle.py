@@ -1,5 +1,6 @@
-"""Device commitments == host reference == an independent recursive RFC 9162 written here;
-openings verify and every tampering is rejected; worked example golden values (docs/merkle.md)."""
+"""Commitments (every lowering) == host reference == an independent recursive RFC 9162 written here;
+openings verify and every tampering is rejected; digests stored once and opened from; worked example
+golden values (docs/merkle.md)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import struct
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pogo_jax.commit import device, merkle, sha256
 from pogo_jax.spec import merkle as mh
-from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.layout import Layout, to_leaves
 from pogo_jax.spec.merkle import Opening, verify_openings
 
 S, G = 64, 16  # small leaves keep the compiled programs small; the code is the same for S=1024
@@ -83,17 +83,18 @@ def dev_hex(words) -> bytes:
 # ---------------------------------------------------------------- roots
 
 
-@pytest.mark.parametrize("n_tensors", [1, 5, 23])
-def test_device_host_and_recursive_reference_agree_on_random_pytrees(n_tensors):
+@pytest.mark.parametrize("n_tensors,impl", [(1, "auto"), (5, "jnp"), (23, "auto"), (23, "jnp")])
+def test_device_host_and_recursive_reference_agree_on_random_pytrees(n_tensors, impl):
     seed = int(np.random.SeedSequence().entropy % 2**32)
     flat = random_flat(np.random.default_rng(seed), n_tensors)
     want = ref_root(flat, S)
     host, layout = merkle.host_commit(flat, S, G)
-    c = merkle.commit(nest({k: jnp.asarray(v) for k, v in flat.items()}), S, G)
+    c = merkle.commit(nest({k: jnp.asarray(v) for k, v in flat.items()}), S, G, impl=impl)
     assert host == want, f"seed={seed}"
     assert c.root == want, f"seed={seed}"
-    assert c.n_leaves == layout.n_leaves == c.leaf_hashes.shape[0]
+    assert c.n_leaves == layout.n_leaves == c.digests.shape[0]
     assert c.layout == layout and c.layout_hash == layout.layout_hash()
+    assert c.levels[-1][0] == c.root and c.levels[0] == [bytes(d) for d in c.digests]
 
 
 def test_single_leaf_and_odd_leaf_counts():
@@ -106,8 +107,11 @@ def test_single_leaf_and_odd_leaf_counts():
             "w": rng.standard_normal(n_leaves * S - 5).astype(np.float32),
             "e": np.zeros((0,), np.float32),
         }
-        tree = "host" if n_leaves == 3 else "device"  # 5 and 7 share the device tree program (bucket 8)
-        assert merkle.commit(flat, S, G, tree=tree).root == ref_root(flat, S) == merkle.host_commit(flat, S, G)[0]
+        c = merkle.commit(flat, S, G)
+        assert c.root == ref_root(flat, S) == merkle.host_commit(flat, S, G)[0]
+        if n_leaves > 3:  # 5 and 7 share the device tree program (bucket 8); same root from the digests
+            words = np.stack([sha256.digest_words(bytes(d)) for d in c.digests])
+            assert dev_hex(device.tree_root(jnp.asarray(words))) == c.root
 
 
 def test_device_tree_root_matches_reference_for_every_n_in_a_bucket():
@@ -116,17 +120,6 @@ def test_device_tree_root_matches_reference_for_every_n_in_a_bucket():
     words = np.stack([sha256.digest_words(d) for d in digests])
     for n in (1, 9, 10, 11, 13, 16):  # one compiled program serves every n in (8, 16]
         assert dev_hex(device.tree_root(jnp.asarray(words[:n]))) == ref_mth(digests[:n]) == mh.root(digests[:n])
-
-
-def test_leaf_hashes_any_width_and_large_first_index():
-    seed = int(np.random.SeedSequence().entropy % 2**32)
-    rng = np.random.default_rng(seed)
-    first = 2**32 - 3  # the index crosses into the high header word inside the batch
-    for w in (S, 132, 13):  # param leaf, 528-byte update leaf, a width needing no extra pad block
-        x = rng.integers(0, 2**32, size=(5, w), dtype=np.uint32)
-        got = np.asarray(device.leaf_hashes(jnp.asarray(x), mh.TAG_QUPD, first))
-        for r in range(5):
-            assert sha256.digest_bytes(got[r]) == ref_leaf(mh.TAG_QUPD, first + r, x[r].astype("<u4").tobytes()), seed
 
 
 def test_commit_leaves_update_tree_uint8_and_uint32_inputs():
@@ -335,7 +328,8 @@ def test_cli_device_and_host_print_the_same_root(tmp_path, capsys):
         outs.append(json.loads(capsys.readouterr().out))
     assert outs[0]["root"] == outs[1]["root"] == GOLDEN["root"]
     assert outs[0]["layout_hash"] == GOLDEN["layout_hash"] and outs[0]["n_leaves"] == 4
-    assert outs[1]["backend"] == "host" and outs[0]["backend"] == jax.default_backend()
+    assert outs[1]["backend"] == "host" and outs[1]["impl"] == "reference"
+    assert outs[0]["backend"] == "cpu" and outs[0]["impl"] == "hashlib"  # an .npz is numpy: hashed on the host
     np.savez(tmp_path / "i.npz", x=np.arange(3))
     np.savez(tmp_path / "o.npz", x=np.array([{}], dtype=object))
     np.savez(tmp_path / "e.npz")
@@ -369,18 +363,6 @@ def test_layout_manifest_roundtrip_for_commitment():
     assert Layout.from_manifest(json.loads(json.dumps(c_layout.manifest()))) == c_layout
 
 
-def test_pallas_kernel_matches_jnp_reference_in_interpret_mode():
-    from pogo_jax.commit import pallas_sha256
-
-    seed = int(np.random.SeedSequence().entropy % 2**32)
-    x = np.random.default_rng(seed).integers(0, 2**32, size=(5, 132), dtype=np.uint32)  # 528-byte leaves
-    first = 2**32 - 2
-    got = pallas_sha256.leaf_hashes(jnp.asarray(x), mh.TAG_QUPD, first, interpret=True, tile=4)
-    want = device.leaf_hashes(jnp.asarray(x), mh.TAG_QUPD, first)
-    assert np.array_equal(np.asarray(got), np.asarray(want)), f"seed={seed}"
-    assert sha256.digest_bytes(np.asarray(got)[4]) == ref_leaf(mh.TAG_QUPD, first + 4, x[4].tobytes())
-
-
 def test_commit_open_verify_param_openings_round_trip():
     """The public API end to end: commit(params) -> open(...) -> verify_param_openings(root, layout, ...)."""
     import numpy as np
@@ -396,3 +378,79 @@ def test_commit_open_verify_param_openings_round_trip():
     assert verify_param_openings(c.root, c.layout, ops) == (True, "OK")
     bad = Opening(ops[0].index, ops[0].n, bytes([ops[0].leaf[0] ^ 1]) + ops[0].leaf[1:], ops[0].path)
     assert verify_param_openings(c.root, c.layout, [bad]) == (False, "BAD_PROOF")
+
+
+# ---------------------------------------------------------------- hash once: stored digests
+
+
+def _ref_openings(tag: bytes, leaves: list[bytes], idx: list[int]) -> list[Opening]:
+    """Openings built only from the spec's host tree (an independent path to the same objects)."""
+    digests = [mh.leaf_hash(tag, i, b) for i, b in enumerate(leaves)]
+    return mh.make_openings(digests, {i: leaves[i] for i in idx})
+
+
+def _no_hashing(monkeypatch) -> None:
+    from pogo_jax.commit import hasher, host_hash, sharded
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the state was hashed again")
+
+    for mod, name in [(hasher, "leaf_hashes"), (hasher, "param_leaf_hashes"), (host_hash, "hash_jobs"),
+                      (sharded, "digests"), (merkle.hasher, "leaf_hashes"), (merkle.hasher, "param_leaf_hashes")]:
+        monkeypatch.setattr(mod, name, refuse)
+
+
+def test_openings_from_stored_digests_equal_the_reference_and_never_rehash(tmp_path, monkeypatch):
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    flat = {"a": rng.standard_normal((3, 5 * S - 7)).astype(np.float32), "b": np.float32(2.0).reshape(())}
+    c = merkle.commit(flat, S, G)
+    leaves = [r.tobytes() for r in to_leaves(flat, c.layout)]
+    idx = sorted(rng.choice(c.n_leaves, size=5, replace=False).tolist()) + [c.n_leaves - 1]
+    idx = sorted(set(idx))
+    want = _ref_openings(mh.TAG_PARAM, leaves, idx)
+    raw = rng.integers(0, 256, size=(9, 528), dtype=np.uint8)
+    cq = merkle.commit_leaves(raw, mh.TAG_QUPD)
+    qwant = _ref_openings(mh.TAG_QUPD, [r.tobytes() for r in raw], [0, 8, 3])
+    pc, qc = c.save(tmp_path / "p.npy"), cq.save(tmp_path / "q.npy")
+    device_state = {k: jnp.asarray(v) for k, v in flat.items()}
+
+    _no_hashing(monkeypatch)
+    loaded = merkle.Commitment.load(pc, c.root, mh.TAG_PARAM, c.layout)
+    assert loaded.root == c.root and np.array_equal(loaded.digests, c.digests)
+    assert merkle.open_from_digests(flat, loaded, idx) == want, seed
+    assert merkle.open(device_state, loaded, idx) == want, seed  # the old name, CPU arrays read in place
+    monkeypatch.setattr(merkle, "_on_host", lambda a: not hasattr(a, "addressable_shards"))
+    assert merkle.open_from_digests(device_state, loaded, idx) == want, seed  # device gather of k rows
+    assert merkle.open_from_digests(jnp.asarray(raw), merkle.Commitment.load(qc, cq.root, mh.TAG_QUPD),
+                                    [0, 8, 3]) == qwant
+    assert merkle.open_from_digests(raw, cq, [0, 8, 3]) == qwant
+    assert verify_openings(c.root, mh.TAG_PARAM, want, c.n_leaves, 4 * S) == (True, "OK")
+    other = dict(flat, b=np.float32(3.0).reshape(()))
+    with pytest.raises(ValueError, match="does not match"):
+        merkle.open_from_digests(other, loaded, [c.n_leaves - 1])
+
+
+def test_stored_digests_are_refused_when_they_do_not_give_the_root(tmp_path):
+    rng = np.random.default_rng()
+    c = merkle.commit({"w": rng.standard_normal(7 * S).astype(np.float32)}, S, G)
+    path = c.save(tmp_path / "d.npy")
+    with pytest.raises(ValueError, match="root"):
+        merkle.Commitment.load(path, bytes(32), mh.TAG_PARAM, c.layout)
+    d = np.load(path)
+    d[3, 5] ^= 1
+    np.save(tmp_path / "flip.npy", d)
+    with pytest.raises(ValueError, match="root"):
+        merkle.Commitment.load(tmp_path / "flip.npy", c.root, mh.TAG_PARAM, c.layout)
+    np.save(tmp_path / "short.npy", np.load(path)[:-1])
+    with pytest.raises(ValueError, match="layout"):
+        merkle.Commitment.load(tmp_path / "short.npy", c.root, mh.TAG_PARAM, c.layout)
+    np.save(tmp_path / "obj.npy", np.array([{}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "f32.npy", np.zeros((7, 32), np.float32))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    for bad in ("obj.npy", "f32.npy", "junk.npy", "missing.npy"):
+        with pytest.raises(ValueError):
+            merkle.Commitment.load(tmp_path / bad, c.root, mh.TAG_PARAM)
+    with pytest.raises(ValueError):
+        merkle.Commitment(c.root, c.layout, c.n_leaves, c.digests[:-1], mh.TAG_PARAM)
+    assert not c.digests.flags.writeable

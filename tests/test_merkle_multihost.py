@@ -1,4 +1,5 @@
-"""Parameters sharded across two jax.distributed CPU processes commit to the single-process root."""
+"""Parameters sharded across two jax.distributed CPU processes commit to the single-process root,
+with the host lowering (digests exchanged between processes) and the jnp one (``shard_map``)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,4 @@ def test_two_process_root_equals_host_root():
         assert r["devices"] == 4 and r["n_leaves"] == layout.n_leaves
         assert r["root"] == want.hex(), f"seed={seed} process={r['process']}"
         assert r["open_ok"] == [True, "OK"]
-        assert r["leaf_hash_devices"] == 4  # hashed on the devices of both processes
+        assert r["root_jnp"] == want.hex(), f"seed={seed} process={r['process']} impl=jnp"

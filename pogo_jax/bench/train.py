@@ -17,7 +17,8 @@ PEAK_BF16 = [
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),
     ("H100", 989e12),  # SXM5 ("NVIDIA H100 80GB HBM3")
-    ("H200", 989e12),
+    ("H200 NVL", 835e12),
+    ("H200", 989e12),  # SXM ("NVIDIA H200"), the part scripts/device_suite.sh is written for
     ("GH200", 989e12),
     ("B200", 2250e12),
     ("A100", 312e12),
@@ -36,12 +37,18 @@ PEAK_BF16 = [
 GPU_XLA_FLAGS = "--xla_gpu_enable_latency_hiding_scheduler=true"
 
 
-def peak_for(device_kind: str) -> float | None:
-    """Dense bf16 peak FLOP/s of a device kind, or None for parts not in the table (e.g. CPUs)."""
+def peak_entry(device_kind: str) -> tuple[str, float] | None:
+    """The first data-sheet row whose name occurs in the device kind (table order: specific first)."""
     for key, peak in PEAK_BF16:
         if key.lower() in device_kind.lower():
-            return peak
+            return key, peak
     return None
+
+
+def peak_for(device_kind: str) -> float | None:
+    """Dense bf16 peak FLOP/s of a device kind, or None for parts not in the table (e.g. CPUs)."""
+    entry = peak_entry(device_kind)
+    return None if entry is None else entry[1]
 
 
 def default_matmul_size(backend: str) -> int:
@@ -83,10 +90,12 @@ def mfu_fields(fpt: float, tokens_per_s: float, device_kind: str, n_devices: int
                matmul_flops: float | None) -> dict[str, Any]:
     """MFU against the data-sheet peak (None when unknown) and against the measured matmul rate."""
     model_flops = fpt * tokens_per_s
-    peak = peak_for(device_kind)
+    entry = peak_entry(device_kind)
+    peak = None if entry is None else entry[1]
     return {
         "model_flops_per_s": model_flops,
         "peak_bf16_flops_per_device": peak,
+        "peak_source": None if entry is None else f"data sheet, dense bf16, {entry[0]}",
         "mfu_vs_peak": None if peak is None else model_flops / (peak * n_devices),
         "mfu_vs_measured_matmul": None if not matmul_flops else model_flops / (matmul_flops * n_devices),
     }

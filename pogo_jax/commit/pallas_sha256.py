@@ -1,4 +1,4 @@
-"""Pallas leaf hasher: the GPU/TPU fast path, bit-identical to ``device.leaf_hashes``.
+"""Pallas leaf hasher: the GPU lowering of ``hasher.leaf_hashes``, bit-identical to the jnp one.
 
 One program hashes a tile of ``TILE`` leaves, one leaf per lane, as the plain CUDA kernel does
 with one thread per leaf. The data arrive word-major ``(W, N)`` and already byte-swapped (one
@@ -9,9 +9,10 @@ loop over the leaf's 64-byte blocks is rolled too, which keeps compile time boun
 unrolled 64-round body did not compile within 10 minutes on XLA:CPU). The schedule is a 16-word
 sliding window extended every round (16 spare words per block, kept for a single loop body).
 
-Checked against the jnp reference on CPU with ``interpret=True`` (tests/test_merkle.py). On GPU
-the Triton lowering needs power-of-two block shapes, so use it for W = 1024 parameter leaves;
-its throughput is measured by scripts/bench_merkle.py (owed on the H100).
+``hash_rows`` is traceable (the sharded hasher calls it inside ``shard_map`` on each device's own
+rows). On CPU it runs with ``interpret=True`` only (tests/test_hasher.py checks its bits). The
+Triton lowering needs power-of-two block shapes, so W = 1024 parameter leaves lower and the
+132-word update leaves may not; ``hasher`` then falls back to the jnp lowering.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
 from pogo_jax.commit import sha256
-from pogo_jax.commit.device import _split_index, header_prefix_words
-from pogo_jax.spec.merkle import HEADER_BYTES
+from pogo_jax.commit.sha256_np import HEADER_BYTES
 
 TILE = 128
 ROUNDS_PER_ITER = 8
@@ -66,18 +65,20 @@ def _kernel(k_ref, x_ref, idx_ref, o_ref, *, prefix: tuple[int, ...], w: int, r:
         o_ref[i, :] = st[i]
 
 
-@functools.partial(jax.jit, static_argnames=("prefix", "interpret", "tile", "r"))
-def _hash(words_le, lo, hi, prefix, interpret, tile, r):
+def hash_rows(words_le: jax.Array, idx_lo: jax.Array, idx_hi: jax.Array, prefix: tuple[int, ...], *,
+              interpret: bool, tile: int = TILE, rounds_per_iter: int = ROUNDS_PER_ITER) -> jax.Array:
+    """Same contract and bits as ``device.hash_rows``: (N, W) uint32 words, (N,) index halves -> (N, 8)."""
+    if 64 % rounds_per_iter:
+        raise ValueError("rounds_per_iter must divide 64")
     n, w = words_le.shape
     n_pad = -(-n // tile) * tile
     data = sha256.bswap32(words_le).T  # (W, N) big-endian words, one fused pass
-    row = lax.iota(jnp.uint32, n_pad)
-    idx_lo = lo + row
-    idx = jnp.stack([idx_lo, hi + (idx_lo < lo).astype(jnp.uint32)])
+    idx = jnp.stack([idx_lo, idx_hi])
     if n_pad != n:
         data = jnp.pad(data, ((0, 0), (0, n_pad - n)))
+        idx = jnp.pad(idx, ((0, 0), (0, n_pad - n)))
     out = pl.pallas_call(
-        functools.partial(_kernel, prefix=prefix, w=w, r=r),
+        functools.partial(_kernel, prefix=prefix, w=w, r=rounds_per_iter),
         out_shape=jax.ShapeDtypeStruct((8, n_pad), jnp.uint32),
         grid=(n_pad // tile,),
         in_specs=[
@@ -89,23 +90,3 @@ def _hash(words_le, lo, hi, prefix, interpret, tile, r):
         interpret=interpret,
     )(jnp.asarray(sha256.K), data, idx)
     return out[:, :n].T
-
-
-def leaf_hashes(
-    words_le: jax.Array,
-    tag: bytes,
-    first_index: int = 0,
-    interpret: bool | None = None,
-    tile: int = TILE,
-    rounds_per_iter: int = ROUNDS_PER_ITER,
-) -> jax.Array:
-    """Same contract and bits as ``device.leaf_hashes``; ``interpret`` defaults to True on CPU."""
-    if words_le.ndim != 2 or words_le.dtype != jnp.uint32:
-        raise ValueError("leaf words must be (N, W) uint32")
-    if 64 % rounds_per_iter:
-        raise ValueError("rounds_per_iter must divide 64")
-    if interpret is None:
-        interpret = jax.default_backend() == "cpu"
-    lo, hi = _split_index(first_index)
-    prefix = tuple(int(x) for x in header_prefix_words(tag))
-    return _hash(words_le, np.uint32(lo), np.uint32(hi), prefix, interpret, tile, rounds_per_iter)
