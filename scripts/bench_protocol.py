@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--config", default="small")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--block-steps", type=int, default=None, help="default: the config's pogo.block_steps")
+    ap.add_argument("--block-steps", type=int, default=None, help="default: the config's miner.block_steps")
     ap.add_argument("--blocks", type=int, default=3, help="blocks to run; the last one is measured (>= 3)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -39,7 +39,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pogo-bench-protocol-") as tmp:
         res = run_protocol(cfg, tmp, k=args.k, block_steps=args.block_steps, blocks=args.blocks)
     last = res["blocks"][-1]
-    res["overhead_fraction_at_config_block_steps"] = overhead_at(last, res["block_steps"], cfg.pogo.block_steps)
+    res["overhead_fraction_at_config_block_steps"] = overhead_at(last, res["block_steps"], cfg.miner.block_steps)
     res = {**info, "command": command_line("PYTHONPATH=. python scripts/bench_protocol.py"), **res}
     path = write_json(args.out / f"protocol_{cfg.name}_{info['backend']}.json", res)
     ok = res["meets"]

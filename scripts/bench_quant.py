@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default="small", help="config name or TOML path (default: small)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: train.steps)")
     p.add_argument("--block-steps", type=int, default=None,
-                   help="steps per block (default: pogo.block_steps)")
+                   help="steps per block (default: miner.block_steps)")
     p.add_argument("--eval-windows", type=int, default=128, help="fixed eval windows per evaluation")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list from {', '.join(VARIANTS)}")
     p.add_argument("--name", default=None, help="result name (default: <config>_<backend>)")
@@ -95,7 +95,7 @@ def run_variant(name: str, cfg, ds, n_blocks: int, k: int, n_eval: int) -> dict:
         trainer = Trainer(cfg)
         miner = None
     else:
-        cfg = block.override_config(cfg, pogo=spec)
+        cfg = block.override_config(cfg, miner=spec)
         miner = block.BlockMiner(cfg)
         trainer = miner.trainer
     curve = [(0, trainer.evaluate(ds, n_eval))]
@@ -114,7 +114,7 @@ def run_variant(name: str, cfg, ds, n_blocks: int, k: int, n_eval: int) -> dict:
         curve.append(((b + 1) * k, trainer.evaluate(ds, n_eval)))
         print(f"  {name:10s} block {b + 1}/{n_blocks} step {(b + 1) * k} eval {curve[-1][1]:.4f}", flush=True)
     out = {"eval_curve": curve, "final_eval_loss": curve[-1][1], "wall_s": time.perf_counter() - t0,
-           "pogo": spec}
+           "miner": spec}
     if miner is not None:
         out["zero_leaves_per_block"] = zero_leaves
         out["residual_rms_per_block"] = residual
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = load_config(args.config, args.overrides)
     steps = args.steps if args.steps is not None else base.train.steps
-    k = args.block_steps if args.block_steps is not None else base.pogo.block_steps
+    k = args.block_steps if args.block_steps is not None else base.miner.block_steps
     if steps <= 0 or k <= 0 or steps % k:
         print(f"--steps ({steps}) must be a positive multiple of --block-steps ({k})", file=sys.stderr)
         return 2
@@ -170,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown variant {unknown[0]} (known: {', '.join(VARIANTS)})", file=sys.stderr)
         return 2
-    cfg = block.override_config(base, train={"steps": steps}, pogo={"block_steps": k})
+    cfg = block.override_config(base, train={"steps": steps}, miner={"block_steps": k})
     backend = jax.default_backend()
     name = args.name or f"{base.name}_{backend}"
     ds = data.load_dataset(cfg.data)
-    layout = Layout.from_shapes(param_shapes(cfg.model), cfg.pogo.leaf_size, cfg.pogo.group_size)
+    layout = Layout.from_shapes(param_shapes(cfg.model), cfg.chain.leaf_size, cfg.chain.group_size)
     res = {
         "config": base.name, "backend": backend, "device": jax.devices()[0].device_kind,
         "n_devices": jax.device_count(), "jax_version": jax.__version__, "python": platform.python_version(),

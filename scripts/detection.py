@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pogo_jax.adversary import fresh_beacon, synthetic_block
-from pogo_jax.roles.light import verify_light
+from pogo_jax.demo.synthetic import fresh_beacon, synthetic_block
+from pogo_jax.spec.light import verify_light
 from pogo_jax.spec.challenge import k_for_target, miss_probability
 
 FRACTIONS = (0.001, 0.01, 0.1)
 KS = (8, 32, 128)
-DEFAULT_K = 1375  # PogoConfig.k_leaves
+DEFAULT_K = 1375  # ChainRules.k_leaves
 TARGET_MISS = 1e-6
 
 
@@ -63,7 +63,7 @@ def measure(blk, k: int, trials: int, tag: bytes) -> tuple[int, int, float]:
     for i in range(trials):
         beacon = fresh_beacon(tag, i)
         bundle = blk.bundle(beacon, k, 2)
-        res = verify_light(bundle, blk.policy(beacon, k, 2))
+        res = verify_light(bundle, blk.context(beacon, k, 2))
         if not res.accept and not (res.reason == "APPLY_MISMATCH" and res.fraud_proof):
             raise SystemExit(f"unexpected reject {res.reason}: {res.detail}")
         hits += not res.accept
@@ -159,7 +159,7 @@ def markdown(r: dict) -> str:
         f"contained a bad leaf (trials where the two disagree: {missed}), so the spread around the exact rate "
         "is the sampling of the beacon stream, not the verifier.",
         "",
-        f"**Default k = {d['k']}** (`pogo.k_leaves`): at f = 1% the miss probability is at most "
+        f"**Default k = {d['k']}** (`chain.k_leaves`): at f = 1% the miss probability is at most "
         f"(1-f)^k = {d['miss_bound']:.3e} (exact for this n: {d['miss_exact']:.3e}), which meets the target "
         f"miss <= {d['target_miss']:g} (`k_for_target(0.01, 1e-6)` = {d['k_for_target']}); measured: "
         f"{d['detected']}/{d['trials']} tampered blocks detected ({d['ms_per_check']:.0f} ms per light check).",

@@ -19,7 +19,8 @@ BENCH_FIELDS = [
     "block.pogo_overhead_fraction", "block.full_verify_s", "block.full_verify_fraction_of_mining",
     "block.light_verify_s", "block.bundle_bytes", "merkle.leaf_hash_GBps", "merkle.commit_s",
     "proof.k", "proof.proof_bytes_binary", "proof.bundle_bytes_measured", "light_verify_s", "full_verify_s",
-    "roots.root_prev", "roots.root_next", "roots.root_q",
+    "roots.root_prev", "roots.root_next", "roots.root_q", "chain.finalize.no_claims.seconds_median",
+    "chain.finalize.claims.seconds_median", "chain.audit.seconds_per_block", "chain.audit.fraction_of_full_verification",
 ]
 
 
@@ -54,6 +55,7 @@ def test_bench_quick_writes_documented_fields(bench_json):
     assert res["n_leaves"] == 134 and res["proof"]["proof_bytes_binary"] == 607_232
     assert res["proof"]["bundle_bytes_measured"] > res["proof"]["proof_bytes_binary"]
     assert res["roots_match_host_reference"] is True
+    assert res["chain"]["audit"]["clean"] is True and res["chain"]["finalize"]["n_verifiers"] == 16
     for k in ("root_prev", "root_next", "root_q"):
         assert len(res["roots"][k]) == 64 and int(res["roots"][k], 16) >= 0
 

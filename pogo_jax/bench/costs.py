@@ -69,7 +69,7 @@ def model_layout(name: str) -> tuple[Any, Any]:
     from pogo_jax.train.model import param_shapes
 
     cfg = load_config(name)
-    return cfg, Layout.from_shapes(param_shapes(cfg.model), cfg.pogo.leaf_size, cfg.pogo.group_size)
+    return cfg, Layout.from_shapes(param_shapes(cfg.model), cfg.chain.leaf_size, cfg.chain.group_size)
 
 
 # ------------------------------------------------------------------------------ measured inputs
@@ -176,7 +176,7 @@ def assumptions(m: dict[str, Any], p: dict[str, Any], curve_desc: str) -> list[s
         f"(528 bytes per leaf) on its devices at the measured {m['leaf_hash_Bps'] / 1e9:.3g} GB/s per device, "
         f"split evenly over devices, and reduces 3 trees on one host core at the measured "
         f"{m['host_node_hashes_per_s']:.3g} node hashes/s.",
-        "A5 prove (as pogo_jax/miner.py does it): recommit theta_prev and theta_next to build audit paths "
+        "A5 prove (as pogo_jax/roles/miner.py does it): recommit theta_prev and theta_next to build audit paths "
         "(same cost model as A4 without the update) plus the loss of theta_prev and theta_next on the m windows "
         "(forward = 1/3 of training FLOPs per token, same MFU).",
         f"A6 quantize: linear in parameters, measured {m['quantize_s_per_param'] * 1e9:.3g} ns per parameter on one "
@@ -184,7 +184,7 @@ def assumptions(m: dict[str, Any], p: dict[str, Any], curve_desc: str) -> list[s
         f"A7 light verification: measured {m['light_s'] * 1e3:.3g} ms for k = {m['light_k']} at tree depth "
         f"{m['light_depth']} on one core; linear in k, plus 3 node hashes per leaf per extra tree level at the "
         "measured host node-hash rate; independent of model size otherwise.",
-        f"A8 full verification (as pogo_jax/fullverify.py does it): rebuild theta_next and recompute the update "
+        f"A8 full verification (as pogo_jax/roles/full.py does it): rebuild theta_next and recompute the update "
         f"and state roots on one host core at the measured {m['rebuild_s_per_param'] * 1e9:.3g} ns per parameter "
         "(linear), then the loss of both states on the m windows on the verifier's devices (as A5); the "
         "download of the 4-bit update is not timed (bytes given).",

@@ -2,7 +2,8 @@
 
 Training tokens/s and MFU with PoGO disabled (plain train step) and enabled (a real miner block:
 train + quantize + commit + prove), device leaf-hash GB/s, commit time of the model state, proof
-bytes for k leaves, light and full verification time, and the roots of a fixed input
+bytes for k leaves, light and full verification time, the node's finalization of a round with 3
+candidates and 16 verifiers, ``pogo audit``'s time per block, and the roots of a fixed input
 (``bench.roots``) for the cross-backend check in ``pogo report``.
 """
 
@@ -47,6 +48,10 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
     with tempfile.TemporaryDirectory(prefix="pogo-bench-") as tmp:
         proto = bp.run_protocol(cfg, workdir or tmp, k=k, block_steps=steps, blocks=3,
                                 light_repeats=5 if quick else 20)
+        fin = bp.bench_finalize(cfg, Path(workdir or tmp) / "finalize", repeats=1 if quick else 3)
+    print(f"  finalize 3 candidates x 16 verifiers: {fin['no_claims']['seconds_median'] * 1e3:.0f} ms, "
+          f"with objective claims {fin['claims']['seconds_median'] * 1e3:.0f} ms; audit "
+          f"{proto['audit']['seconds_per_block']:.3f} s per block", flush=True)
     blk = proto["blocks"][-1]
     print(f"  block {blk['height']}: train {blk['train_s']:.2f}s, overhead {blk['pogo_overhead_s']:.3f}s "
           f"({blk['pogo_overhead_fraction']:.1%}), light {blk['light_verify_s'] * 1e3:.1f} ms, "
@@ -104,7 +109,7 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
         },
         "block": {
             "block_steps": proto["block_steps"],
-            "config_block_steps": cfg.pogo.block_steps,
+            "config_block_steps": cfg.miner.block_steps,
             "tokens_per_block": tokens,
             **{key: blk[key] for key in ("train_s", "quantize_s", "commit_s", "prove_s", "prove_open_s",
                                          "prove_loss_s", "write_s", "mine_s", "pogo_overhead_s",
@@ -112,7 +117,7 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
                                          "full_verify_fraction_of_mining", "light_verify_s", "bundle_bytes",
                                          "update_bytes", "loss_prev", "loss_next", "outcome")},
             "pogo_overhead_fraction_at_config_block_steps": bp.overhead_at(blk, proto["block_steps"],
-                                                                           cfg.pogo.block_steps),
+                                                                           cfg.miner.block_steps),
             "model_bytes_fp32": proto["model_bytes_fp32"],
             "all_blocks_confirmed": proto["all_confirmed"],
             "first_block": {key: proto["blocks"][0][key] for key in ("mine_s", "train_s", "quantize_s",
@@ -132,9 +137,10 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
         "proof": {
             "k": k,
             "tree_depth": depth,
-            "proof_bytes_binary": proof_bytes(k, n_leaves, cfg.pogo.leaf_size, cfg.pogo.group_size),
+            "proof_bytes_binary": proof_bytes(k, n_leaves, cfg.chain.leaf_size, cfg.chain.group_size),
             "bundle_bytes_measured": blk["bundle_bytes"],
         },
+        "chain": {"finalize": fin, "audit": proto["audit"]},
         "light_verify_s": blk["light_verify_s"],
         "full_verify_s": blk["full_verify_s"],
         "targets": proto["targets"],

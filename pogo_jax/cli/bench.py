@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 5-step blocks (smoke test)")
     parser.add_argument("--k", type=int, default=64, help="challenged leaves per block (default 64)")
     parser.add_argument("--block-steps", type=int, default=None,
-                        help="steps per measured block (default: the config's pogo.block_steps; 5 with --quick)")
+                        help="steps per measured block (default: the config's miner.block_steps; 5 with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="directory for bench_<backend>.json "
                         "(default benchmarks/results)")
 
