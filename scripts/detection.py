@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pogo_jax.demo.synthetic import fresh_beacon, synthetic_block
-from pogo_jax.spec.light import verify_light
 from pogo_jax.spec.challenge import k_for_target, miss_probability
+from pogo_jax.spec.light import verify_light
 
 FRACTIONS = (0.001, 0.01, 0.1)
 KS = (8, 32, 128)

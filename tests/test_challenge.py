@@ -11,8 +11,8 @@ import pytest
 
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.challenge import (
-    derive_seed,
     challenge_leaves,
+    derive_seed,
     k_for_target,
     miss_probability,
     round_seed,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from chainkit import Kit
 from nodekit import serve
+
 from pogo_jax.demo.screenshot import chromium, dump_dom, screenshot
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed")

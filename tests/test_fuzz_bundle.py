@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pogo_jax.demo.synthetic import fresh_beacon, synthetic_block
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.bundle import BUNDLE_DOMAIN, SIG_BYTES, Bundle

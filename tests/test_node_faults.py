@@ -9,9 +9,9 @@ import time
 
 import httpx
 import pytest
-
 from chainkit import Kit
 from nodekit import Child
+
 from pogo_jax.chain.audit import audit
 from pogo_jax.chain.client import NodeClient
 from pogo_jax.chain.http import frame

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nodekit import Child
+
 from pogo_jax.chain.client import NodeClient
 from pogo_jax.chain.view import ChainView
 
