@@ -399,6 +399,8 @@ class Miner:
 
 
 def state_digests(theta, layout) -> list[bytes]:  # noqa: ANN001
-    """The 32-byte leaf hashes of a state, computed once (the one hash of a new state per block)."""
-    arrays = {k: np.asarray(v) for k, v in theta.items()}
-    return mh.leaf_hashes(mh.TAG_PARAM, to_leaves(arrays, layout))
+    """The 32-byte leaf hashes of a state, computed once per new state (``commit.hasher``: on the devices
+    that hold a sharded state, shard by shard; on the host for numpy arrays; the same bits either way)."""
+    from pogo_jax.commit.hasher import param_leaf_hashes
+
+    return [bytes(row) for row in param_leaf_hashes(dict(theta), layout, mh.TAG_PARAM)]
