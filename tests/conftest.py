@@ -5,7 +5,11 @@ XLA_FLAGS must be set before jax is first imported, which is why it happens here
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", os.environ.get("POGO_TEST_PLATFORMS", "cpu"))
@@ -38,3 +42,21 @@ def pytest_configure(config):
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     os.makedirs(cache, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def device_suite_dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """``scripts/device_suite.sh --dry-run`` once per session: its own test reads every step, and its
+    bench step (``pogo bench --config tiny --quick``) is the bench JSON the bench tests read."""
+    out = tmp_path_factory.mktemp("device-out")
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)
+    env.pop("JAX_PLATFORMS", None)  # the script sets the cpu platform itself in a dry run
+    env.pop("XLA_FLAGS", None)  # one CPU device, as on the GPU machine's host side
+    repo = Path(__file__).resolve().parent.parent
+    run = subprocess.run(["bash", "scripts/device_suite.sh", "--dry-run"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=850)
+    return run, out
+
+
+def suite_steps(out: Path) -> dict[str, dict]:
+    return {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}

@@ -4,9 +4,6 @@ JSON it writes parses and carries the fields the GPU run will be read for."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,13 +21,8 @@ EXPECTED = {
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_device_suite_dry_run_writes_parseable_json(tmp_path):
-    out = tmp_path / "device-out"
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)
-    env.pop("JAX_PLATFORMS", None)  # the script sets the cpu platform itself in a dry run
-    env.pop("XLA_FLAGS", None)  # one CPU device, as on the GPU machine's host side
-    run = subprocess.run(["bash", "scripts/device_suite.sh", "--dry-run"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=850)
+def test_device_suite_dry_run_writes_parseable_json(device_suite_dry_run):
+    run, out = device_suite_dry_run
     log = (out / "suite.log").read_text() if (out / "suite.log").exists() else ""
     assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}\nlog tail:\n{log[-4000:]}"
     suite = json.loads((out / "suite.json").read_text())
