@@ -91,7 +91,7 @@ class _Http:
             code, msg = "HTTP", r.text[:200]
         if r.status_code >= 500:
             raise UserError(f"{self.url} failed: HTTP {r.status_code} {msg[:200]}")
-        raise Refused(r.status_code, code, msg)
+        raise Refused(r.status_code, code, msg.removeprefix(f"{code}: "))  # the line repeats the code
 
 
 class NodeClient(_Http):

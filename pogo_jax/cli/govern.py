@@ -53,24 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_checkpoint(path: Path, view) -> dict:  # noqa: ANN001
-    """An .npz of float32 arrays, or the params of a ``pogo train`` orbax checkpoint directory."""
+    """An .npz of float32 arrays or the params of an orbax checkpoint, checked against the chain's layout."""
     import numpy as np
 
-    from pogo_jax.errors import UserError
-    from pogo_jax.spec.state import load_state
+    from pogo_jax.spec.state import check_state
+    from pogo_jax.train.param_files import load_params
 
-    if path.is_file():
-        return load_state(path, view.state.genesis.layout)
-    if not path.is_dir():
-        raise UserError(f"checkpoint {path} does not exist (give an orbax directory or an .npz)")
-    from pogo_jax.commit.block import make_trainer
-    from pogo_jax.roles.chaincfg import chain_config
-    from pogo_jax.train import checkpoint
-
-    ck = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    mngr = checkpoint.open_manager(ck, 2, create=False)
-    if checkpoint.latest_step(mngr) is None:
-        raise UserError(f"{ck}: no orbax checkpoint here (a pogo train directory or an .npz is expected)")
-    trainer = make_trainer(chain_config(view.state.genesis)[0])
-    trainer.load(mngr)
-    return {k: np.asarray(v, dtype=np.float32) for k, v in trainer.params().items()}
+    arrays = {k: np.asarray(v) for k, v in load_params(str(path)).items()}
+    return check_state(arrays, view.state.genesis.layout, f"checkpoint {path}")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.commit import hasher
+from pogo_jax.pytree import flatten_params
 from pogo_jax.spec import merkle as merkle_host
 from pogo_jax.spec.layout import Layout, to_leaves
 from pogo_jax.spec.merkle import TAG_DATA, TAG_PARAM, TAG_QUPD, Opening, make_openings, verify_openings
@@ -116,41 +117,6 @@ class Commitment:
         if c.root != root:
             raise ValueError(f"{path}: the stored digests give root {c.root.hex()}, not {root.hex()}")
         return c
-
-
-def _key_str(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
-def _is_variable(x: Any) -> bool:
-    return type(x).__module__.startswith("flax") and "Variable" in {c.__name__ for c in type(x).__mro__}
-
-
-def flatten_params(tree: Any) -> dict[str, Any]:
-    """Any pytree (flat dict, nested dict, nnx.State, nnx.Module) -> {"a/b/c": array}.
-
-    Flax NNX variables are unwrapped to their value, so ``nnx.state(model)`` and its pure dict
-    give the same paths. A flat dict with string keys is returned as is.
-    """
-    if type(tree) is dict and all(
-        isinstance(k, str) and hasattr(v, "shape") and not _is_variable(v) for k, v in tree.items()
-    ):
-        return dict(tree)
-    import jax
-
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_variable)
-    out: dict[str, Any] = {}
-    for path, leaf in leaves:
-        if _is_variable(leaf):
-            leaf = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
-        name = "/".join(_key_str(k) for k in path)
-        if name in out:
-            raise ValueError(f"two parameters share the path {name!r}")
-        out[name] = leaf
-    return out
 
 
 def commit(params: Any, leaf_size: int = 1024, group_size: int = 64, tag: bytes = TAG_PARAM, *,

@@ -47,11 +47,20 @@ def load_state(source: str | Path | bytes, layout: Layout | None = None, what: s
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise UserError(f"{what} does not exist")
     try:
-        with np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False) as z:
+        z = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise MalformedInput(f"{what} is a single .npy array, not an .npz of named float32 arrays")
+        with z:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise MalformedInput(f"cannot read {what}: {str(e)[:80]} (expected an .npz of float32 arrays)") from None
-    bad = [k for k, v in arrays.items() if v.dtype != np.float32]
+        raise MalformedInput(f"cannot read {what}: {str(e)[:80]} (expected an .npz of float32 arrays, "
+                             "no pickles)") from None
+    return check_state(arrays, layout, what)
+
+
+def check_state(arrays: State, layout: Layout | None, what: str) -> State:
+    """``arrays`` if every tensor is float32 and (with a layout) the names and shapes are the layout's."""
+    bad = [k for k, v in arrays.items() if np.dtype(v.dtype) != np.float32]
     if bad:
         raise MalformedInput(f"{what}: tensor {bad[0]!r} is {arrays[bad[0]].dtype}, expected float32")
     if layout is not None:
@@ -62,7 +71,7 @@ def load_state(source: str | Path | bytes, layout: Layout | None = None, what: s
                                  f"unexpected {extra[:3]})")
         for k, shape in want.items():
             if tuple(arrays[k].shape) != shape:
-                raise MalformedInput(f"{what}: {k} has shape {arrays[k].shape}, the layout says {shape}")
+                raise MalformedInput(f"{what}: {k} has shape {tuple(arrays[k].shape)}, the layout says {shape}")
     return arrays
 
 

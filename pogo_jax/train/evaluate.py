@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from pogo_jax.config import Config
+from pogo_jax.pytree import flatten_params
 from pogo_jax.train import data
 from pogo_jax.train.model import abstract_model, check_flat, unflatten_like
 from pogo_jax.train.step import _eval_pure
@@ -32,7 +33,7 @@ class Evaluator:
         graphdef, abs_state = nnx.split(abstract_model(model_cfg), nnx.Param)
         self.graphdef = graphdef
         self.template = nnx.to_pure_dict(abs_state)
-        self.shapes = {k: tuple(v.shape) for k, v in _flat(self.template).items()}
+        self.shapes = {k: tuple(v.shape) for k, v in flatten_params(self.template).items()}
 
     def loss(self, arrays: Mapping[str, np.ndarray], ds: data.Dataset, windows: Sequence[int]) -> float:
         """Mean next-byte loss (nats, float32) of ``arrays`` on eval windows ``windows``."""
@@ -41,9 +42,3 @@ class Evaluator:
         w = data.eval_windows(ds, list(windows), self.cfg.model.seq_len).astype(np.int32)
         with jax.default_matmul_precision("highest"):
             return float(np.float32(_eval_pure(self.graphdef, params, w)))
-
-
-def _flat(tree) -> dict:
-    from pogo_jax.train.model import flatten_params
-
-    return flatten_params(tree)

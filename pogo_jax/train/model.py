@@ -32,6 +32,7 @@ from flax import nnx
 
 from pogo_jax.config import ModelConfig
 from pogo_jax.errors import UserError
+from pogo_jax.pytree import flatten_params, path_name
 
 _INIT_STD = 0.02
 
@@ -181,18 +182,6 @@ class GPT(nnx.Module):
 # Flat parameter view: the canonical names PoGO commits to (PROTOCOL section 1)
 
 
-def _path_str(path: tuple) -> str:
-    return "/".join(str(getattr(p, "key", p)) for p in path)
-
-
-def flatten_params(tree) -> dict[str, jax.Array]:
-    """Nested param pytree (nnx.State or pure dict) -> {"blocks/0/attn/qkv/kernel": array}."""
-    if isinstance(tree, nnx.State):
-        tree = nnx.to_pure_dict(tree)
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {_path_str(path): leaf for path, leaf in flat}
-
-
 def param_dict(model: nnx.Module) -> dict[str, jax.Array]:
     """All float32 params keyed by their ``/``-joined path, sorted by UTF-8 bytes of the name."""
     flat = flatten_params(nnx.state(model, nnx.Param))
@@ -222,7 +211,7 @@ def check_flat(expected: dict[str, tuple[int, ...]], flat: dict[str, object]) ->
 def unflatten_like(template, flat: dict[str, object]):
     """Rebuild a nested pytree shaped like ``template`` (pure dict) from a flat name->array dict."""
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [flat[_path_str(p)] for p, _ in paths])
+    return jax.tree_util.tree_unflatten(treedef, [flat[path_name(p)] for p, _ in paths])
 
 
 def set_params(model: nnx.Module, flat: dict[str, jax.Array]) -> None:

@@ -26,8 +26,9 @@ from jax.sharding import Mesh
 
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
+from pogo_jax.pytree import flatten_params
 from pogo_jax.train import checkpoint, data, sharding
-from pogo_jax.train.model import GPT, abstract_model, check_flat, flatten_params, unflatten_like
+from pogo_jax.train.model import GPT, abstract_model, check_flat, unflatten_like
 
 # ------------------------------------------------------------------------------------- optimizer
 
