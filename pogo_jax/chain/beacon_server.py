@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.client import BIND_DOMAIN
-from pogo_jax.chain.http import CLIENT_ERRORS, client_error, read_body, want_type
+from pogo_jax.chain.http import guarded, read_body, want_type
 from pogo_jax.errors import Rejected
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
 from pogo_jax.spec.keys import verify_signature
@@ -27,14 +27,6 @@ def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> St
     import threading
 
     lock = threading.Lock()
-
-    def guarded(handler):  # noqa: ANN001, ANN202
-        async def run(request: Request):  # noqa: ANN202
-            try:
-                return await handler(request)
-            except CLIENT_ERRORS as e:
-                return client_error(e)
-        return run
 
     async def info(request: Request) -> JSONResponse:
         return JSONResponse(service.info())

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from pogo_jax.chain.blobs import check_sha
 from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, Chain
-from pogo_jax.chain.http import CLIENT_ERRORS, Framed, TooLarge, client_error, error, read_body, want_type
+from pogo_jax.chain.http import CLIENT_ERRORS, Framed, TooLarge, client_error, error, guarded, read_body, want_type
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.state import update_size
@@ -89,14 +89,6 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
         finally:
             stop.set()
             t.join(timeout=5)
-
-    def guarded(handler):  # noqa: ANN001, ANN202
-        async def run(request: Request):  # noqa: ANN202
-            try:
-                return await handler(request)
-            except CLIENT_ERRORS as e:
-                return client_error(e)
-        return run
 
     async def info(request: Request) -> JSONResponse:
         with chain.lock:

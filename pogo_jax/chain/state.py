@@ -342,13 +342,8 @@ class ChainState:
         if h.version != HEADER_VERSION:
             raise Rejected("BAD_VERSION", f"header version {h.version}, the chain reads {HEADER_VERSION}")
         self._signed(signed, h.miner_key, "header")
-        p = self.participants.get(h.miner_key)
-        if p is None or p.role != "miner":
-            raise Rejected("UNREGISTERED_MINER", f"key {h.miner_key.hex()[:16]}... is not a registered miner")
-        if self.stakes[h.miner_key] <= 0 or h.miner_key in self.barred:
-            raise Rejected("SLASHED_MINER", f"miner {h.miner_key.hex()[:16]}... has been slashed")
-        if signed.hash in self.seen:
-            raise Rejected("DUPLICATE", f"this header is already entry {self.seen[signed.hash]}")
+        self._active(h.miner_key, "miner")
+        self._new(signed.hash, "header")
         first = self.by_round.get((h.height, h.round, h.miner_key))
         if first is not None and first != signed.hash:
             return "EQUIVOCATION"  # a second header for a round it already has one in, whenever it is seen
@@ -443,16 +438,23 @@ class ChainState:
         cand.bundle_sha256, cand.bundle_at, cand.bundle_seq = sha, entry.at, entry.seq
         return "admitted"
 
+    def _active(self, key: bytes, role: str) -> None:
+        """``key`` is registered as ``role`` and neither slashed to zero nor barred."""
+        p = self.participants.get(key)
+        if p is None or p.role != role:
+            raise Rejected(f"UNREGISTERED_{role.upper()}", f"key {key.hex()[:16]}... is not a registered {role}")
+        if self.stakes[key] <= 0 or key in self.barred:
+            raise Rejected(f"SLASHED_{role.upper()}", f"{role} {key.hex()[:16]}... has been slashed")
+
+    def _new(self, record_hash: bytes, what: str) -> None:
+        if record_hash in self.seen:
+            raise Rejected("DUPLICATE", f"this {what} is already entry {self.seen[record_hash]}")
+
     def check_attestation(self, signed: Signed[Attestation], at: int) -> tuple[Round, Candidate, str]:
         a = signed.body
         self._signed(signed, a.verifier_key, "attestation")
-        p = self.participants.get(a.verifier_key)
-        if p is None or p.role != "verifier":
-            raise Rejected("UNREGISTERED_VERIFIER", f"key {a.verifier_key.hex()[:16]}... is not a registered verifier")
-        if self.stakes[a.verifier_key] <= 0 or a.verifier_key in self.barred:
-            raise Rejected("SLASHED_VERIFIER", f"verifier {a.verifier_key.hex()[:16]}... has been slashed")
-        if signed.hash in self.seen:
-            raise Rejected("DUPLICATE", f"this attestation is already entry {self.seen[signed.hash]}")
+        self._active(a.verifier_key, "verifier")
+        self._new(signed.hash, "attestation")
         found = self.find(a.header_hash)
         if found is not None:  # both verdicts signed for one candidate: evidence whenever it is seen
             prior = found[1].votes.get(a.verifier_key)
