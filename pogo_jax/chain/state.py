@@ -343,7 +343,7 @@ class ChainState:
             raise Rejected("BAD_VERSION", f"header version {h.version}, the chain reads {HEADER_VERSION}")
         self._signed(signed, h.miner_key, "header")
         self._active(h.miner_key, "miner")
-        self._new(signed.hash, "header")
+        self._once(signed.hash)
         first = self.by_round.get((h.height, h.round, h.miner_key))
         if first is not None and first != signed.hash:
             return "EQUIVOCATION"  # a second header for a round it already has one in, whenever it is seen
@@ -446,15 +446,11 @@ class ChainState:
         if self.stakes[key] <= 0 or key in self.barred:
             raise Rejected(f"SLASHED_{role.upper()}", f"{role} {key.hex()[:16]}... has been slashed")
 
-    def _new(self, record_hash: bytes, what: str) -> None:
-        if record_hash in self.seen:
-            raise Rejected("DUPLICATE", f"this {what} is already entry {self.seen[record_hash]}")
-
     def check_attestation(self, signed: Signed[Attestation], at: int) -> tuple[Round, Candidate, str]:
         a = signed.body
         self._signed(signed, a.verifier_key, "attestation")
         self._active(a.verifier_key, "verifier")
-        self._new(signed.hash, "attestation")
+        self._once(signed.hash)
         found = self.find(a.header_hash)
         if found is not None:  # both verdicts signed for one candidate: evidence whenever it is seen
             prior = found[1].votes.get(a.verifier_key)
