@@ -240,9 +240,11 @@ def test_device_open_matches_and_verifies_on_host():
     rng = np.random.default_rng(seed)
     flat = {"a": rng.standard_normal((3, 5 * S - 7)).astype(np.float32), "b": np.float32(2.0).reshape(())}
     c = merkle.commit(flat, S, G)
-    idx = sorted(rng.choice(c.n_leaves, size=6, replace=False).tolist())
+    # a challenge's order, not sorted, with the last tensor's leaf between two of the first tensor's
+    first = rng.choice(c.n_leaves - 1, size=5, replace=False).tolist()
+    idx = [first[0], c.n_leaves - 1, *first[1:]]
     ops = merkle.open(flat, c, idx)
-    assert [o.index for o in ops] == idx
+    assert [o.index for o in ops] == idx  # openings come back in the order asked (callers zip them)
     assert verify_openings(c.root, mh.TAG_PARAM, ops, c.n_leaves, 4 * S) == (True, "OK"), seed
     leaves = np.concatenate([flat["a"].reshape(-1), np.zeros(7 * 3, np.float32)]).reshape(-1, S)
     for o in ops:

@@ -18,6 +18,14 @@ import numpy as np
 
 from pogo_jax.bench.common import host_time, median_time
 from pogo_jax.bench.costs import proof_bytes, tree_depth
+from pogo_jax.plotting import save_png
+from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.challenge import challenge_leaves
+from pogo_jax.spec.header import Header, sign_header
+from pogo_jax.spec.keys import key_from_seed, public_bytes
+from pogo_jax.spec.layout import Layout
+from pogo_jax.spec.light import verify_light
+from pogo_jax.spec.merkle import TAG_QUPD
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000, 100_000_000)
 QUICK_SIZES = (100_000, 1_000_000)
@@ -33,13 +41,6 @@ def measure_size(n: int, k: int = 64, repeats: int = 3) -> dict[str, Any]:
     import jax.numpy as jnp
 
     from pogo_jax.commit import merkle, quant
-    from pogo_jax.roles.light import Policy, verify_light
-    from pogo_jax.spec.bundle import Bundle, LeafOpening
-    from pogo_jax.spec.challenge import make_challenge
-    from pogo_jax.spec.header import Header, sign_header
-    from pogo_jax.spec.keys import key_from_seed, public_bytes
-    from pogo_jax.spec.layout import Layout
-    from pogo_jax.spec.merkle import TAG_QUPD
 
     shapes = shapes_for(n)
     layout = Layout.from_shapes(shapes)
@@ -60,27 +61,25 @@ def measure_size(n: int, k: int = 64, repeats: int = 3) -> dict[str, Any]:
     c_q = merkle.commit_leaves(packed, TAG_QUPD, layout)
 
     key = key_from_seed(b"\x07" * 32)
-    header = Header(version=1, chain_id="pogo-scaling", height=1, parent_hash=bytes(32), miner_key=public_bytes(key),
-                    layout_hash=layout.layout_hash(), data_root=bytes(32), root_prev=c_prev.root,
-                    root_next=c_next.root, root_q=c_q.root, leaf_size=layout.leaf_size,
-                    group_size=layout.group_size, n_leaves=layout.n_leaves, train={"n_windows": 1})
+    header = Header(version=2, chain_id="pogo-scaling", height=1, round=1, parent_hash=bytes(32),
+                    miner_key=public_bytes(key), layout_hash=layout.layout_hash(), data_root=bytes(32),
+                    root_prev=c_prev.root, root_next=c_next.root, root_q=c_q.root, leaf_size=layout.leaf_size,
+                    group_size=layout.group_size, n_leaves=layout.n_leaves, train={})
     signed = sign_header(header, key)
     beacon = bytes(range(32))
-    ch = make_challenge(header.hash(), beacon, layout.n_leaves, k, 1, 1)
-    idx = list(ch.leaf_indices)
+    idx = list(challenge_leaves(signed.hash, beacon, layout.n_leaves, k))
     t0 = time.perf_counter()
     o_prev, o_next, o_q = merkle.open(prev, c_prev, idx), merkle.open(nxt, c_next, idx), merkle.open(packed, c_q, idx)
     open_s = time.perf_counter() - t0
     openings = tuple(LeafOpening(i, a.leaf, b.leaf, c.leaf, tuple(a.path), tuple(b.path), tuple(c.path))
                      for i, a, b, c in zip(idx, o_prev, o_next, o_q, strict=True))
-    bundle = Bundle(signed, beacon, layout, openings, ch.window_indices, 2.0, 1.0).signed(key)
+    bundle = Bundle(signed, beacon, layout, openings, (0,), 2.0, 1.0).signed(key)
     data = bundle.to_bytes()
-    policy = Policy(k=k, m=1)
-    res = verify_light(Bundle.from_bytes(data), policy)
+    res = verify_light(Bundle.from_bytes(data), None, k)  # the offline check: no chain context
     if not res.accept:
         raise RuntimeError(f"scaling study: light verification rejected an honest bundle ({res.reason}: {res.detail})")
-    light_s = host_time(lambda: verify_light(Bundle.from_bytes(data), policy), 10)
-    light_verify_only_s = host_time(lambda: verify_light(bundle, policy), 10)
+    light_s = host_time(lambda: verify_light(Bundle.from_bytes(data), None, k), 10)
+    light_verify_only_s = host_time(lambda: verify_light(bundle, None, k), 10)
     out = {
         "n_params": layout.n_values,
         "n_leaves": layout.n_leaves,
@@ -117,8 +116,6 @@ def plot_scaling(study: dict[str, Any], path) -> Any:  # noqa: ANN001 - str | Pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pogo_jax.plotting import save_png
 
     rows = study["sizes"]
     n = [r["n_params"] for r in rows]

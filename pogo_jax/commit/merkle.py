@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.commit import hasher
+from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.pytree import flatten_params
 from pogo_jax.spec import merkle as merkle_host
 from pogo_jax.spec.layout import Layout, to_leaves
@@ -96,7 +97,6 @@ class Commitment:
 
     def save(self, path: str | Path) -> Path:
         """Write the leaf digests as a ``.npy`` (n, 32) uint8 array, atomically; no pickle."""
-        from pogo_jax.fsutil import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(self.digests), allow_pickle=False)
@@ -214,7 +214,7 @@ def open_from_digests(state_or_leaf_bytes: Any, commitment: Commitment, indices:
     for i, row in rows.items():
         if merkle_host.leaf_hash(commitment.tag, i, row) != digests[i]:
             raise ValueError(f"leaf {i} of the given data does not match the commitment")
-    return make_openings(digests, rows, commitment.levels)
+    return make_openings(digests, {i: rows[i] for i in idx}, commitment.levels)  # in the order asked
 
 
 def open(params_or_leaf_bytes: Any, commitment: Commitment, indices: Sequence[int]) -> list[Opening]:  # noqa: A001
