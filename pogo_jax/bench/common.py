@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pogo_jax.errors import UserError
+from pogo_jax.fsutil import atomic_write_bytes
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -98,7 +99,6 @@ def host_time(fn: Callable[[], Any], repeats: int) -> float:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (atomically: a crash never leaves half a result file)."""
-    from pogo_jax.fsutil import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())

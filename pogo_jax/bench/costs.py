@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.bench.common import need, read_json, shown
+from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
+from pogo_jax.plotting import save_png
+from pogo_jax.spec.layout import Layout
 
 HASH_BYTES = 32
 LARGE_MODELS = ("gpt3-175b", "gemma3-27b")
@@ -64,8 +67,6 @@ def sizes(n_params: int, n_leaves: int, k: int, leaf_size: int = 1024, group_siz
 
 def model_layout(name: str) -> tuple[Any, Any]:
     """(Config, Layout) of a config name or path; shapes from ``model.param_shapes`` (no allocation)."""
-    from pogo_jax.config import load_config
-    from pogo_jax.spec.layout import Layout
     from pogo_jax.train.model import param_shapes
 
     cfg = load_config(name)
@@ -353,8 +354,6 @@ def plot_costs(result: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pogo_jax.plotting import save_png
 
     keys = [("training", "miner_train_s"), ("quantize", "miner_quantize_s"), ("commit", "miner_commit_s"),
             ("prove", "miner_prove_s"), ("full verify", "full_verify_s"), ("light verify", "light_verify_s")]

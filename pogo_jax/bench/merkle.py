@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -24,6 +25,10 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.bench.common import REPO, host_time, timed
+from pogo_jax.commit import host_hash
+from pogo_jax.commit.sha256_np import digest_words
+from pogo_jax.config import load_config
+from pogo_jax.errors import UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec.merkle import Opening, verify_openings
 
@@ -32,8 +37,6 @@ NUMPY_MAX_LEAVES = 1024  # the numpy lowering runs at tens of MB/s: a few MiB is
 
 def model_shapes(size: str) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of tiny, small, 124m (gpt2-124m) or 1b (GPT-3 XL dimensions)."""
-    from pogo_jax.config import load_config
-    from pogo_jax.errors import UserError
     from pogo_jax.train.model import param_shapes
 
     if size in ("tiny", "small", "124m"):
@@ -145,7 +148,6 @@ def bench_commit(size: str, repeats: int, shapes: dict[str, tuple[int, ...]] | N
     import jax.numpy as jnp
 
     from pogo_jax.commit import device, hasher, merkle
-    from pogo_jax.commit.sha256_np import digest_words
 
     shapes = model_shapes(size) if shapes is None else shapes
     params = random_params(shapes)
@@ -203,8 +205,6 @@ def write_state_npz(path: Path, n_leaves: int, seed: int = 0) -> dict[str, Any]:
 
 
 def _run_json(cmd: list[str]) -> tuple[float, dict]:
-    import json
-
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -279,7 +279,6 @@ def _process_ceiling(n_leaves: int, procs: int) -> dict[str, Any]:
 def host_scaling(n_leaves: int = 32768, repeats: int = 5) -> dict[str, Any]:
     """hashlib over 4 KiB leaves in this process: the spec's one-core loop, then the hashlib lowering
     on one thread, a thread pool, forked processes, and ``auto``, run alternately; medians."""
-    from pogo_jax.commit import host_hash
 
     rows = np.random.default_rng(0).integers(0, 2**32, size=(n_leaves, 1024), dtype=np.uint32)
     jobs = host_hash.array_jobs(rows, 1024, 0)
@@ -312,7 +311,6 @@ def host_scaling(n_leaves: int = 32768, repeats: int = 5) -> dict[str, Any]:
 def bench_host_scaling(n_leaves: int = 32768, repeats: int = 5) -> dict[str, Any]:
     """``host_scaling`` in a fresh process that has not imported jax (as ``pogo commit FILE.npz`` runs),
     plus the machine's ceiling: independent processes at once."""
-    import json
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     code = ("import json; from pogo_jax.bench.merkle import host_scaling; "

@@ -18,12 +18,33 @@ Definitions:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pogo_jax.bench.common import host_time
+from pogo_jax.chain.audit import audit
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.chain.history import confirmed_state
+from pogo_jax.chain.ledger import summary
+from pogo_jax.chain.state import replay
 from pogo_jax.config import Config, config_from_dict
+from pogo_jax.demo.synthetic import openings, random_update
+from pogo_jax.roles.governance import create_chain
+from pogo_jax.roles.miner import Miner
+from pogo_jax.roles.verify import Verifier
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec import update as upd
+from pogo_jax.spec.attestation import Attestation, sign_attestation
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.header import Header, sign_header
+from pogo_jax.spec.keys import key_from_seed, public_bytes
+from pogo_jax.spec.layout import to_leaves
+from pogo_jax.spec.light import verify_light
+from pogo_jax.spec.records import Participant
 
 TARGET_LIGHT_S = 0.050  # light verify per bundle at k = 64, one core
 TARGET_FULL_FRACTION = 0.05  # full verify <= 5% of the block's mining time
@@ -53,13 +74,7 @@ class Bench:
     """The chain, its roles and the clock of one run."""
 
     def __init__(self, cfg: Config, workdir: Path, n_verifiers: int = 3, n_miners: int = 1) -> None:
-        import hashlib
-
-        from pogo_jax.chain.beacon import BeaconService
         from pogo_jax.chain.client import LocalClient
-        from pogo_jax.roles.governance import create_chain
-        from pogo_jax.spec.keys import key_from_seed, public_bytes
-        from pogo_jax.spec.records import Participant
 
         self.cfg, self.clock = cfg, Clock()
         key = lambda s: key_from_seed(hashlib.sha256(s.encode()).digest())  # noqa: E731
@@ -83,8 +98,6 @@ class Bench:
 
 
 def _block(b: Bench, miner, full, light, light_repeats: int) -> dict[str, Any]:  # noqa: ANN001
-    from pogo_jax.spec.bundle import Bundle
-    from pogo_jax.spec.light import verify_light
 
     rules = b.cfg.chain
     miner.view.refresh()
@@ -109,7 +122,6 @@ def _block(b: Bench, miner, full, light, light_repeats: int) -> dict[str, Any]: 
     verdict, _ = full.attest(made.hash)
     full_s = time.perf_counter() - t0
     light.attest(made.hash)
-    from pogo_jax.roles.verify import Verifier
 
     for v in b.verifiers[2:]:  # the remaining verifiers sign the full verifier's verdict (a second full vote)
         other = Verifier(b.client, v, b.work / "extra", "light", view=full.view)
@@ -139,9 +151,6 @@ def run_protocol(cfg: Config, workdir: str | Path, k: int = 64, block_steps: int
                  blocks: int = 3, light_repeats: int = 20) -> dict[str, Any]:
     """Mine, prove, verify and finalize ``blocks`` blocks on a fresh chain under ``workdir``; the last one is
     the steady-state measurement; then audit the chain and time it against the full verifications."""
-    from pogo_jax.chain.audit import audit
-    from pogo_jax.roles.miner import Miner
-    from pogo_jax.roles.verify import Verifier
 
     cfg = bench_config(cfg, k, block_steps)
     workdir = Path(workdir)
@@ -150,8 +159,6 @@ def run_protocol(cfg: Config, workdir: str | Path, k: int = 64, block_steps: int
     full = Verifier(b.client, b.verifiers[0], workdir / "full", "full")
     light = Verifier(b.client, b.verifiers[1], workdir / "light", "light")
     records = [_block(b, miner, full, light, light_repeats) for _ in range(blocks)]
-    from pogo_jax.chain.ledger import summary
-    from pogo_jax.chain.state import replay
 
     entries = b.chain.ledger.entries()
     t0 = time.perf_counter()
@@ -197,17 +204,6 @@ def bench_finalize(cfg: Config, workdir: str | Path, n_candidates: int = 3, n_ve
     synthetic (random 4-bit updates on the genesis state, no training): finalization never looks at how an
     update was made. ``claims``: one verifier makes an objective claim per candidate and tier, so the node
     re-checks 3 bundles (light rule) and rebuilds 3 states (full rule) before it may finalize."""
-    import numpy as np
-
-    from pogo_jax.chain.history import confirmed_state
-    from pogo_jax.demo.synthetic import openings, random_update
-    from pogo_jax.spec import merkle as mh
-    from pogo_jax.spec import update as upd
-    from pogo_jax.spec.attestation import Attestation, sign_attestation
-    from pogo_jax.spec.bundle import Bundle
-    from pogo_jax.spec.header import Header, sign_header
-    from pogo_jax.spec.keys import public_bytes
-    from pogo_jax.spec.layout import to_leaves
 
     out: dict[str, Any] = {"n_candidates": n_candidates, "n_verifiers": n_verifiers}
     for mode in ("no_claims", "claims"):

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pogo_jax.bench.common import need, read_json
 from pogo_jax.errors import UserError
+from pogo_jax.plotting import save_png
 
 ROOT_KEYS = ("root_prev", "root_next", "root_q")
 
@@ -139,9 +142,6 @@ def plot(results: list[dict[str, Any]], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from pogo_jax.plotting import save_png
 
     panels = [("tokens/s, PoGO off / on", ["train.pogo_disabled.tokens_per_s", "train.pogo_enabled.tokens_per_s"]),
               ("device leaf hashing GB/s", ["merkle.leaf_hash_GBps"]),

@@ -12,6 +12,10 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
+
+from pogo_jax.train import data
+
 # Dense (no sparsity) bf16 tensor-core peaks per device, FLOP/s, from the vendors' data sheets.
 PEAK_BF16 = [
     ("H100 PCIe", 756e12),
@@ -107,9 +111,7 @@ def bench_train_step(cfg, steps: int, warmup: int) -> dict[str, Any]:  # noqa: A
     This is PoGO disabled: a plain ``train.Trainer``, no quantization, no commitment.
     """
     import jax
-    import numpy as np
 
-    from pogo_jax.train import data
     from pogo_jax.train.model import flops_per_token, param_count
     from pogo_jax.train.step import Trainer
 

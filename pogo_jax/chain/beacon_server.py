@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -18,14 +20,13 @@ from starlette.routing import Route
 from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.client import BIND_DOMAIN
 from pogo_jax.chain.http import guarded, read_body, want_type
+from pogo_jax.chain.node import _announce
 from pogo_jax.errors import Rejected
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
 from pogo_jax.spec.keys import verify_signature
 
 
 def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> Starlette:
-    import threading
-
     lock = threading.Lock()
 
     async def info(request: Request) -> JSONResponse:
@@ -62,11 +63,8 @@ def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> St
 
 def serve(directory: str | Path, host: str, port: int, length: int, node_key: bytes | None = None,
           ready_file: str | None = None) -> None:
-    import sys
 
     import uvicorn
-
-    from pogo_jax.chain.node import _announce
 
     service = BeaconService.open_or_create(directory, length)
     print(f"beacon anchor {service.anchor.hex()} key {service.public.hex()} ({service.length} values, "

@@ -33,7 +33,7 @@ from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.dataset import read_packed, verify_against
 from pogo_jax.spec.envelope import Signed, seal
 from pogo_jax.spec.header import read_signed_header
-from pogo_jax.spec.keys import PrivateKey, load_private_pem, public_bytes
+from pogo_jax.spec.keys import PrivateKey, load_private_pem, public_bytes, save_private_pem
 from pogo_jax.spec.light import verify_light
 from pogo_jax.spec.records import Close, Finalize, Recheck, read_record
 from pogo_jax.spec.state import is_committable, load_state, rebuild, state_root, update_size
@@ -101,7 +101,6 @@ class Chain:
     def create(cls, directory: str | Path, genesis_bytes: bytes, blobs: Iterable[bytes], node_key: PrivateKey,
                clock: Clock = wall_ms, beacon=None) -> Chain:
         """A new chain directory from a signed genesis record and the blobs it names (state, dataset)."""
-        from pogo_jax.spec.keys import save_private_pem
 
         d = Path(directory)
         if (d / "ledger.sqlite").exists():

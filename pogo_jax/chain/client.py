@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import httpx
 from pogo_jax.chain.http import frame
 from pogo_jax.chain.log import Entry, read_entries
 from pogo_jax.errors import Rejected, UserError
+from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.keys import sign
 
@@ -208,8 +210,6 @@ class NodeClient(_Http):
         return self._post("/v1/governance/register", data, "application/json")
 
     def submit_epoch(self, record: bytes, data_file: Path, state: bytes | None) -> dict:
-        import struct
-
         def body() -> Iterator[bytes]:
             yield frame(record)
             yield struct.pack("<Q", Path(data_file).stat().st_size)
@@ -257,8 +257,6 @@ class LocalClient:
         return self.chain.blobs.get(sha)
 
     def blob_to_file(self, sha: bytes, path: str | Path, progress: bool | None = None) -> Path:
-        from pogo_jax.fsutil import atomic_write_bytes
-
         atomic_write_bytes(path, self.blob(sha))
         return Path(path)
 

@@ -8,6 +8,7 @@ Takes numpy arrays, so it needs no jax; ``pogo init`` initializes the model and 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,7 +34,6 @@ def build_genesis(*, rules: ChainRules, model: Mapping, arrays: Mapping[str, np.
                   governance: PrivateKey, node_key: bytes, beacon: Mapping, participants: list[Participant]
                   ) -> tuple[bytes, list[bytes]]:
     """The signed genesis record and the blobs it names (state npz bytes, packed dataset bytes)."""
-    import hashlib
 
     theta = {k: upd.flush(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
     if not is_committable(theta):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from starlette.routing import Route
 
 from pogo_jax.chain.blobs import check_sha
 from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, Chain
+from pogo_jax.chain.explorer import render
 from pogo_jax.chain.http import CLIENT_ERRORS, Framed, TooLarge, client_error, error, guarded, read_body, want_type
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.encoding import canonical
@@ -233,8 +235,6 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
         return _accepted(await run_in_threadpool(chain.finish_epoch, record, ups[0], ups[1]))
 
     async def explorer(request: Request) -> HTMLResponse:
-        from pogo_jax.chain.explorer import render
-
         with chain.lock:
             html = render(chain)
         return HTMLResponse(html)
@@ -284,7 +284,6 @@ def serve(directory: str | Path, host: str, port: int, beacon_url: str | None, t
 
 def _announce(server, ready_file: str | None, what: str, chain: Chain | None = None) -> None:  # noqa: ANN001
     """Print the address once uvicorn listens (and write it to ``ready_file`` for the demo and tests)."""
-    import sys
 
     orig = server.startup
 

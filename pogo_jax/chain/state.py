@@ -21,6 +21,7 @@ import copy
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from pogo_jax.chain.beacon import verify_next
 from pogo_jax.chain.decide import Ballot, claims, decide
 from pogo_jax.chain.log import GENESIS_PREV, Entry
 from pogo_jax.errors import MalformedInput, Rejected
@@ -404,8 +405,6 @@ class ChainState:
         return "admitted"
 
     def _apply_reveal(self, entry: Entry) -> str:
-        from pogo_jax.chain.beacon import verify_next
-
         signed = read_record(entry.record, "reveal")
         self._signed(signed, self.genesis.beacon_key, "beacon reveal")
         v = signed.body

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+
+from pogo_jax.config import load_config
+from pogo_jax.spec.keys import load_private_pem
 
 
 def add_node_arg(p: argparse.ArgumentParser) -> None:
@@ -17,13 +22,11 @@ def add_config_args(p: argparse.ArgumentParser, default: str | None = None) -> N
 
 
 def load_cfg(args: argparse.Namespace, default: str = "small"):  # noqa: ANN201 - Config
-    from pogo_jax.config import load_config
 
     return load_config(args.config or default, args.set)
 
 
 def load_key(path: Path):  # noqa: ANN201 - private key
-    from pogo_jax.spec.keys import load_private_pem
 
     return load_private_pem(path)
 
@@ -35,7 +38,4 @@ def client(url: str):  # noqa: ANN201 - NodeClient
 
 
 def print_events(event: dict) -> None:
-    import json
-    import sys
-
     print(json.dumps(event), flush=True, file=sys.stdout)

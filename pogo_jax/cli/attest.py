@@ -7,9 +7,11 @@ own synced state and the loss check on the round's windows (jax on CPU is enough
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from pogo_jax.cli._common import add_node_arg, client, load_key, print_events
+from pogo_jax.roles.verify import Verifier
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,10 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from pogo_jax.roles.verify import Verifier
-
     hooks = None
     if args.adversary:
         from pogo_jax.demo.adversary import make_verifier_adversary

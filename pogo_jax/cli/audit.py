@@ -11,6 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pogo_jax.chain.audit import audit
+from pogo_jax.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="node URL (http://...) or chain directory")
@@ -18,9 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.chain.audit import audit
-    from pogo_jax.errors import UserError
-
     if args.target.startswith(("http://", "https://")):
         from pogo_jax.chain.client import NodeClient
 

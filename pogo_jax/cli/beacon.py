@@ -11,6 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["serve", "info"])
@@ -23,9 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.chain.beacon import BeaconService
-    from pogo_jax.errors import UserError
-
     if args.action == "info":
         print(json.dumps(BeaconService(args.dir).info()))
         return 0

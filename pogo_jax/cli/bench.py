@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pogo_jax.bench.common import RESULTS, command_line, write_json
+from pogo_jax.bench.suite import default_config, run_bench
+from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
 
 
@@ -30,10 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import jax
-
-    from pogo_jax.bench.common import RESULTS, command_line, write_json
-    from pogo_jax.bench.suite import default_config, run_bench
-    from pogo_jax.config import load_config
 
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")

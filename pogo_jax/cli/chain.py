@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pogo_jax.chain.view import ChainView
 from pogo_jax.cli._common import add_node_arg, client
 
 
@@ -45,8 +46,6 @@ def summary(st) -> dict:  # noqa: ANN001 - ChainState
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.chain.view import ChainView
-
     st = ChainView(client(args.node)).state
     s = summary(st)
     if args.json:

@@ -17,6 +17,7 @@ import json
 import numpy as np
 
 from pogo_jax.errors import UserError
+from pogo_jax.spec.layout import Layout
 from pogo_jax.train.param_files import load_params
 
 
@@ -28,8 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.spec.layout import Layout
-
     s, g = args.leaf_size, args.group_size
     if s <= 0 or g <= 0 or s % g or g % 2:
         raise UserError(f"--leaf-size ({s}) must be a positive multiple of an even --group-size ({g})")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pogo_jax.bench import costs
+from pogo_jax.bench.common import RESULTS, command_line, read_json, write_json
+from pogo_jax.bench.scaling import DEFAULT_SIZES
 from pogo_jax.errors import UserError
+from pogo_jax.fsutil import atomic_write_bytes
 
 
 def _default_results() -> Path:
-    from pogo_jax.bench.common import RESULTS
-
     for backend in ("gpu", "tpu", "cpu"):
         if (RESULTS / f"bench_{backend}.json").is_file():
             return RESULTS / f"bench_{backend}.json"
@@ -48,8 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:
-    from pogo_jax.bench.scaling import DEFAULT_SIZES
-
     if text is None:
         return DEFAULT_SIZES
     try:
@@ -62,10 +62,6 @@ def _sizes(text: str | None) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.bench import costs
-    from pogo_jax.bench.common import RESULTS, command_line, read_json, write_json
-    from pogo_jax.fsutil import atomic_write_bytes
-
     out = args.out or RESULTS
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, expected a directory")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from pogo_jax.config import DataConfig
 from pogo_jax.errors import UserError
+from pogo_jax.train import data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.config import DataConfig
-    from pogo_jax.train import data
-
     if args.data_command == "pack":
         ds = data.pack(args.paths, args.out, shard_size=args.shard_size, eval_fraction=args.eval_fraction)
         m = ds.manifest

@@ -12,11 +12,11 @@ import argparse
 from pathlib import Path
 
 from pogo_jax.cli._common import add_config_args, load_cfg
+from pogo_jax.demo.adversary import ALL
+from pogo_jax.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from pogo_jax.demo.adversary import ALL
-
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo directory (default runs/demo)")
     add_config_args(p, "small")
     p.add_argument("--blocks", type=int, default=None,
@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pogo_jax.demo.run import run_demo
-    from pogo_jax.errors import UserError
 
     cfg = load_cfg(args, "small")
     if args.blocks is not None and args.blocks < 0:

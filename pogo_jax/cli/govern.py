@@ -8,7 +8,15 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
+from pogo_jax.chain.view import ChainView
 from pogo_jax.cli._common import add_node_arg, client, load_key
+from pogo_jax.cli.init import public_key_arg
+from pogo_jax.errors import UserError
+from pogo_jax.roles import governance
+from pogo_jax.spec.state import check_state
+from pogo_jax.train.param_files import load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,11 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.chain.view import ChainView
-    from pogo_jax.cli.init import public_key_arg
-    from pogo_jax.errors import UserError
-    from pogo_jax.roles import governance
-
     c = client(args.node)
     view = ChainView(c)
     gov = load_key(args.key)
@@ -54,10 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
 def load_checkpoint(path: Path, view) -> dict:  # noqa: ANN001
     """An .npz of float32 arrays or the params of an orbax checkpoint, checked against the chain's layout."""
-    import numpy as np
-
-    from pogo_jax.spec.state import check_state
-    from pogo_jax.train.param_files import load_params
 
     arrays = {k: np.asarray(v) for k, v in load_params(str(path)).items()}
     return check_state(arrays, view.state.genesis.layout, f"checkpoint {path}")

@@ -11,6 +11,10 @@ import json
 from pathlib import Path
 
 from pogo_jax.cli._common import add_config_args, load_cfg, load_key
+from pogo_jax.errors import UserError
+from pogo_jax.roles.governance import create_chain
+from pogo_jax.spec.keys import generate_key, public_bytes
+from pogo_jax.spec.records import Participant
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def public_key_arg(s: str) -> bytes:
     """64 hex digits, or a PEM private key file (its public key)."""
-    from pogo_jax.errors import UserError
-    from pogo_jax.spec.keys import public_bytes
 
     if len(s) == 64:
         try:
@@ -40,10 +42,6 @@ def public_key_arg(s: str) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     from pogo_jax.chain.client import BeaconClient
-    from pogo_jax.errors import UserError
-    from pogo_jax.roles.governance import create_chain
-    from pogo_jax.spec.keys import generate_key
-    from pogo_jax.spec.records import Participant
 
     if (args.dir / "ledger.sqlite").exists():
         raise UserError(f"a chain already exists in {args.dir}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pogo_jax.spec.keys import generate_key, public_bytes, save_private_pem
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -18,8 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.spec.keys import generate_key, public_bytes, save_private_pem
-
     key = generate_key()
     save_private_pem(key, args.out, force=args.force)
     print(public_bytes(key).hex())

@@ -8,9 +8,11 @@ model and the rules). Its private state stays in ``--workdir``; rerunning after 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from pogo_jax.cli._common import add_config_args, add_node_arg, client, load_cfg, load_key, print_events
+from pogo_jax.roles.miner import HONEST, Miner
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,10 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from pogo_jax.roles.miner import HONEST, Miner
-
     hooks = HONEST
     if args.adversary:
         from pogo_jax.demo.adversary import make_adversary

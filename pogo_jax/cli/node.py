@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pogo_jax.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["serve"])
@@ -18,7 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pogo_jax.chain.node import serve
-    from pogo_jax.errors import UserError
 
     if not (args.dir / "ledger.sqlite").is_file():
         raise UserError(f"no chain in {args.dir}: create one with pogo init --dir {args.dir} ...")

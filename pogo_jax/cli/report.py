@@ -11,6 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from pogo_jax.bench.report import load_results, markdown, plot, root_differences
+from pogo_jax.fsutil import atomic_write_bytes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="bench_<backend>.json files from 'pogo bench'")
@@ -19,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.bench.report import load_results, markdown, plot, root_differences
-    from pogo_jax.fsutil import atomic_write_bytes
-
     results = load_results(args.files)
     diffs = root_differences(results)
     text = markdown(results, diffs)

@@ -11,7 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from pogo_jax.chain.view import ChainView
 from pogo_jax.cli._common import add_node_arg, client
+from pogo_jax.roles.sync import sync
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,8 +23,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.chain.view import ChainView
-    from pogo_jax.roles.sync import sync
-
     print(json.dumps(sync(ChainView(client(args.node)), args.to, args.out)))
     return 0

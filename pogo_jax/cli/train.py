@@ -14,6 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
+from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
 
 
@@ -55,8 +56,6 @@ def _check_data_path(path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.config import load_config
-
     overrides = list(args.overrides)
     if args.data is not None:
         _check_data_path(args.data)

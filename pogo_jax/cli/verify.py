@@ -13,6 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from pogo_jax.errors import UserError
+from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.light import verify_light
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", type=Path, help="proof bundle file (.pogo)")
@@ -22,10 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pogo_jax.errors import UserError
-    from pogo_jax.spec.bundle import Bundle
-    from pogo_jax.spec.light import verify_light
-
     t0 = time.perf_counter()
     if not args.bundle.is_file():
         raise UserError(f"bundle {args.bundle} does not exist")

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from pogo_jax.commit import quant
 from pogo_jax.config import Config, config_from_dict
@@ -128,7 +129,6 @@ def _with_codes(state: Any, like: Any) -> Any:
 def _place_like(state: Any, params: dict[str, jax.Array]) -> Any:
     """Residuals on their parameter's sharding, the key replicated on the same mesh: otherwise the first
     block's state (no mesh) and later ones (on the mesh) are different jit inputs and compile twice."""
-    from jax.sharding import NamedSharding, PartitionSpec
 
     sh = next((v.sharding for v in params.values() if isinstance(v, jax.Array)), None)
     if not isinstance(sh, NamedSharding):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from pogo_jax.commit import sha256
@@ -120,7 +121,6 @@ def _replicated_like(x: jax.Array) -> jax.Array:
     sh = x.sharding
     if isinstance(sh, NamedSharding):
         return jax.jit(lambda y: y, out_shardings=NamedSharding(sh.mesh, PartitionSpec()))(x)
-    from jax.experimental import multihost_utils
 
     return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
 

@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from pogo_jax.commit import blocks, device, sha256_np
+from pogo_jax.commit import blocks, device, pallas_sha256, sha256_np
 
 DEVICE_IMPLS = ("jnp", "pallas")
 
@@ -124,7 +124,6 @@ def _hash(impl: str, rows: jax.Array, lo: jax.Array, hi: jax.Array, prefix: tupl
           interpret: bool) -> jax.Array:
     if impl == "jnp":
         return device.hash_rows(rows, lo, hi, prefix, unroll)
-    from pogo_jax.commit import pallas_sha256
 
     return pallas_sha256.hash_rows(rows, lo, hi, prefix, interpret=interpret)
 

@@ -18,15 +18,17 @@ import numpy as np
 
 from pogo_jax.demo.synthetic import perturb_update, pick_rows, swap_openings, tamper_leaves  # noqa: I001
 from pogo_jax.errors import UserError
-from pogo_jax.roles.miner import Miner, MinerHooks
+from pogo_jax.roles.miner import Miner, MinerHooks, state_digests
 from pogo_jax.roles.verify import Verdict, VerifierHooks
 from pogo_jax.spec import update as upd
+from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.challenge import challenge_leaves
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import sign_header
 from pogo_jax.spec.layout import Layout, from_leaves, to_leaves
+from pogo_jax.spec.merkle import root
 from pogo_jax.spec.records import Epoch
-from pogo_jax.spec.state import apply_update, update_leaves
+from pogo_jax.spec.state import apply_update, update_leaves, update_root
 
 
 def _host(arrays: dict) -> dict[str, np.ndarray]:
@@ -220,9 +222,6 @@ class Frontrun(MinerHooks):
         if self.copied is None:
             raise Refused(409, "NOTHING_TO_COPY", "no rival candidate to copy in this round")
         theta = apply_update(miner.held_state(made.root_prev)[0], self.copied, miner.layout)
-        from pogo_jax.roles.miner import state_digests
-        from pogo_jax.spec.merkle import root
-        from pogo_jax.spec.state import update_root
 
         h = replace(made.signed.body, root_next=root(state_digests(theta, miner.layout)),
                     root_q=update_root(self.copied))
@@ -336,7 +335,6 @@ class SwapBundle(Tamper):
         miner.view.wait(lambda st: st.find(hh) is None or any(v.body.verdict == "reject" for v in
                                                                st.find(hh)[1].votes.values())
                         or st.find(hh)[0].finalized_at is not None, 300, what="a reject")
-        from pogo_jax.spec.bundle import Bundle
 
         b = Bundle.from_bytes(bundle)
         other = replace(b, openings=b.openings[1:] + b.openings[:1]).signed(miner.key).to_bytes()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pogo_jax.chain.state import ChainState
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.plotting import plot_block_losses
 
 
 def build(st: ChainState, out: Path, seconds: float) -> dict:
@@ -39,8 +40,6 @@ def build(st: ChainState, out: Path, seconds: float) -> dict:
 
 
 def write(d: Path, rep: dict, adversary: dict | None) -> None:
-    from pogo_jax.plotting import plot_block_losses
-
     atomic_write_bytes(d / "report.json", json.dumps(rep, indent=2).encode())
     lines = ["| height | round | candidate | miner | status | verified loss | improvement | reward | verdicts |",
              "|---|---|---|---|---|---|---|---|---|"]

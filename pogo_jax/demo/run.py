@@ -16,18 +16,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import time
 from fractions import Fraction
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
 
+from pogo_jax.chain.view import ChainView
 from pogo_jax.config import Config
+from pogo_jax.demo import report
+from pogo_jax.demo.adversary import ADVERSARIES, ALL, EXPECTED, VERIFIER_ADVERSARIES
 from pogo_jax.demo.procs import Procs
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.roles.governance import create_chain, register_record
 from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem
+from pogo_jax.spec.records import Participant
+from pogo_jax.train.data import cache_dir
 
 ADVERSARY_SUBMIT_WINDOW_MS = 30_000  # long enough for an honest block to join a round a lazy cheat opened
 
@@ -95,7 +103,6 @@ class Demo:
     def start_chain(self, n_verifiers: int, n_full: int, extra: list[tuple[str, str]]) -> None:
         """Beacon, then (first time) the genesis, then the node; returns when the node answers."""
         from pogo_jax.chain.client import BeaconClient, NodeClient
-        from pogo_jax.chain.view import ChainView
 
         d = self.d
         beacon = self.procs.start("beacon", ["beacon", "serve", "--dir", str(d.beacon), "--port", "0"])
@@ -115,9 +122,6 @@ class Demo:
         return out
 
     def _genesis(self, beacon: dict, n_verifiers: int, n_full: int, extra: list[tuple[str, str]]) -> None:
-        from pogo_jax.roles.governance import create_chain
-        from pogo_jax.spec.records import Participant
-
         cfg = self.cfg
         if n_full < cfg.chain.min_full:
             self.console.print(f"[yellow]only {n_full} full verifier(s): this chain decides blocks with min_full="
@@ -131,7 +135,6 @@ class Demo:
 
     def _register(self, n_verifiers: int, extra: list[tuple[str, str]]) -> None:
         """Participants this run needs that the chain does not know yet (governance records)."""
-        from pogo_jax.roles.governance import register_record
 
         st = self.view.state
         gov = role_key(self.d.governance)
@@ -166,7 +169,6 @@ class Demo:
     # -------------------------------------------------------------------- watching
     def wait(self, done, timeout: float, what: str) -> None:  # noqa: ANN001
         """Refresh the replica and show progress until ``done(state)``."""
-        from rich.live import Live
 
         end = time.monotonic() + timeout
         with Live(console=self.console, refresh_per_second=4, transient=True) as live:
@@ -206,11 +208,9 @@ class Demo:
 def _xla_cache() -> dict:
     """One persistent XLA compilation cache for the demo's jax processes (compiled programs, not chain data:
     it sits outside every role's directory), so a second process or a second run does not compile again."""
-    import os
 
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return {}
-    from pogo_jax.train.data import cache_dir
 
     return {"JAX_COMPILATION_CACHE_DIR": str(cache_dir() / "xla")}
 
@@ -222,8 +222,6 @@ def _stake(st, key: bytes) -> int:  # noqa: ANN001
 def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks: int, verifiers: int, full: int,
              adversary: str | None = None, console: Console | None = None, timeout: float = 1800.0) -> dict:
     """Run ``blocks`` honest blocks (then, with ``adversary``, one round with that cheat); returns the report."""
-    from pogo_jax.demo import report
-    from pogo_jax.demo.adversary import ADVERSARIES, ALL, EXPECTED, VERIFIER_ADVERSARIES
 
     console = console or Console()
     if adversary is not None and adversary not in ALL:

@@ -7,20 +7,24 @@ uploads them with the record, and takes effect at the next round that opens afte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from pogo_jax.chain.chain import Chain
 from pogo_jax.chain.genesis import build_genesis, data_ref
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
 from pogo_jax.spec import update as upd
+from pogo_jax.spec.dataset import n_windows_of
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.keys import PrivateKey, public_bytes
 from pogo_jax.spec.layout import Layout
 from pogo_jax.spec.records import Epoch, Participant, Register, StateRef
 from pogo_jax.spec.state import State, is_committable, state_bytes, state_root
+from pogo_jax.train.data import load_dataset
 
 
 def genesis_params(cfg: Config) -> State:
@@ -35,7 +39,6 @@ def genesis_params(cfg: Config) -> State:
 
 def chain_data_file(cfg: Config) -> Path:
     """The packed file of the chain's dataset: ``data.path``, or the embedded corpus's cache file."""
-    from pogo_jax.train.data import load_dataset
 
     return Path(load_dataset(cfg.data).path)
 
@@ -43,10 +46,6 @@ def chain_data_file(cfg: Config) -> Path:
 def create_chain(node_dir: str | Path, cfg: Config, governance: PrivateKey, node_key: PrivateKey, beacon: dict,
                  participants: list[Participant], arrays: State | None = None, clock=None):  # noqa: ANN001, ANN201
     """Write a new chain directory (ledger with the genesis record, blob store, node key)."""
-    import dataclasses
-
-    from pogo_jax.chain.chain import Chain
-    from pogo_jax.spec.dataset import n_windows_of
 
     theta = genesis_params(cfg) if arrays is None else arrays
     data = chain_data_file(cfg)

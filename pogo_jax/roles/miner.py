@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from pogo_jax.chain.view import ChainView
+from pogo_jax.commit.hasher import param_leaf_hashes
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.roles.chaincfg import chain_config
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec.bundle import Bundle, LeafOpening
 from pogo_jax.spec.challenge import challenge_leaves
@@ -112,7 +114,6 @@ class Made:
 class Miner:
     def __init__(self, client, key: PrivateKey, workdir: str | Path, cfg: Config | None = None,  # noqa: ANN001
                  hooks: MinerHooks = HONEST, events: Event | None = None, view: ChainView | None = None) -> None:
-        from pogo_jax.roles.chaincfg import chain_config
 
         self.view = view or ChainView(client)
         self.key, self.pub, self.hooks = key, public_bytes(key), hooks
@@ -401,6 +402,5 @@ class Miner:
 def state_digests(theta, layout) -> list[bytes]:  # noqa: ANN001
     """The 32-byte leaf hashes of a state, computed once per new state (``commit.hasher``: on the devices
     that hold a sharded state, shard by shard; on the host for numpy arrays; the same bits either way)."""
-    from pogo_jax.commit.hasher import param_leaf_hashes
 
     return [bytes(row) for row in param_leaf_hashes(dict(theta), layout, mh.TAG_PARAM)]

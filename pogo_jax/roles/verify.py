@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pogo_jax.chain.view import ChainView
 from pogo_jax.errors import UserError
+from pogo_jax.roles.data import chain_dataset
+from pogo_jax.roles.full import verify_full
 from pogo_jax.spec.attestation import Attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.context import BlockContext
@@ -47,7 +49,6 @@ class FullInputs:
         return self.view.fetch(ctx.update_sha256)
 
     def dataset(self, ctx: BlockContext):  # noqa: ANN201 - Dataset
-        from pogo_jax.roles.data import chain_dataset
 
         return chain_dataset(self.view.client, ctx.data, self.workdir)
 
@@ -61,7 +62,6 @@ def verify(bundle: Bundle, ctx: BlockContext, tier: str, full: FullInputs | None
         return Verdict(light.accept, "light", light.reason, light.detail, timings=tuple(timings))
     if full is None:
         raise UserError("the full tier needs the chain's update, dataset and confirmed state")
-    from pogo_jax.roles.full import verify_full
 
     t0 = time.perf_counter()
     res = verify_full(bundle, ctx, full.theta_prev(ctx), full.update(ctx), full.dataset(ctx), full.evaluator_for())

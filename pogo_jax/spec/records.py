@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pogo_jax.errors import MalformedInput
+from pogo_jax.spec.dataset import manifest_hash, parse_manifest
 from pogo_jax.spec.encoding import exact_keys, get_field, get_int, hexbytes
 from pogo_jax.spec.envelope import Signed
 from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
@@ -107,8 +108,6 @@ class DataRef:
 
     @classmethod
     def from_obj(cls, obj: Any, what: str) -> DataRef:
-        from pogo_jax.spec.dataset import manifest_hash, parse_manifest
-
         exact_keys(obj, {"data_root", "manifest_hash", "blob", "manifest"}, what)
         man = parse_manifest(get_field(obj, "manifest", dict, what), f"{what}.manifest")
         ref = cls(_key(obj, "data_root", what), _key(obj, "manifest_hash", what), _key(obj, "blob", what), man)

@@ -15,6 +15,7 @@ from typing import Any
 
 from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.spec.encoding import exact_keys, get_field, get_int
+from pogo_jax.spec.header import check_chain_id
 
 MAX_WINDOW_MS = 7 * 24 * 3600 * 1000
 
@@ -66,7 +67,6 @@ class ChainRules:
     def __post_init__(self) -> None:
         for name in self._RATIOS:
             object.__setattr__(self, name, ratio(getattr(self, name), f"chain.{name}"))
-        from pogo_jax.spec.header import check_chain_id
 
         try:
             check_chain_id(self.chain_id, "chain")

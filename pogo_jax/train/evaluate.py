@@ -7,6 +7,7 @@ meshes agree to about 1e-6 relative; the chain's relative ``loss_tolerance`` sit
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -26,7 +27,6 @@ class Evaluator:
 
     def __init__(self, cfg: Config, compute_dtype: str = "float32") -> None:
         """``compute_dtype`` other than float32 only to measure what it would change (scripts/loss_agreement.py)."""
-        import dataclasses
 
         self.cfg = cfg
         model_cfg = dataclasses.replace(cfg.model, compute_dtype=compute_dtype, remat=False)

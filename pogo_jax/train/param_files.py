@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pogo_jax.errors import UserError
+from pogo_jax.pytree import flatten_params
 from pogo_jax.spec.state import load_state
 
 PREFERRED_ITEMS = ("params", "state", "model", "default")
@@ -48,8 +49,6 @@ def load_orbax(path: str) -> dict[str, Any]:
     """Restore generically (onto one device, stored dtypes checked first) and flatten the params."""
     import jax
     import orbax.checkpoint as ocp
-
-    from pogo_jax.pytree import flatten_params
 
     item = _item_dir(os.path.abspath(path))
     ck = ocp.StandardCheckpointer()

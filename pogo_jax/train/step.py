@@ -26,6 +26,7 @@ from jax.sharding import Mesh
 
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
+from pogo_jax.plotting import plot_curves
 from pogo_jax.pytree import flatten_params
 from pogo_jax.train import checkpoint, data, sharding
 from pogo_jax.train.model import GPT, abstract_model, check_flat, unflatten_like
@@ -327,8 +328,6 @@ def _trim_metrics(path: Path, upto: int) -> None:
 
 
 def _plot(metrics_path: Path, png: Path, title: str) -> None:
-    from pogo_jax.plotting import plot_curves
-
     train, ev = [], []
     for line in metrics_path.read_text().splitlines():
         rec = json.loads(line)
