@@ -37,13 +37,6 @@ def is_aligned(shape: Sequence[int], block: Sequence[int], s: int, starts: Seque
     return starts is None or (starts[k] * q) % s == 0
 
 
-def rows_per_block(shape: Sequence[int], block: Sequence[int], s: int) -> int:
-    """Leaf rows of an aligned block (a whole-tensor block counts its padded last leaf)."""
-    if split_dim(shape, block) is None:
-        return -(-math.prod(shape) // s)
-    return math.prod(block) // s
-
-
 def leaf_grid(xp: Any, shape: Sequence[int], block: Sequence[int], s: int, outer_starts: Sequence[Any],
               run_leaf_start: Any, dtype: Any) -> Any:
     """(L,) index within the tensor of each leaf row of an aligned, split block, in C order.

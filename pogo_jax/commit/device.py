@@ -29,13 +29,6 @@ from pogo_jax.commit.sha256_np import HEADER_BYTES, header_prefix_words  # noqa:
 DEFAULT_UNROLL = 4  # rounds per loop iteration; see docs/merkle.md for the measurements
 
 
-def split_index(first_index: int) -> tuple[np.uint32, np.uint32]:
-    """A uint64 leaf index as its (low, high) uint32 halves."""
-    if not 0 <= first_index < 2**64:
-        raise ValueError("leaf index out of range")
-    return np.uint32(first_index & 0xFFFFFFFF), np.uint32(first_index >> 32)
-
-
 def add_index(lo: jax.Array, hi: jax.Array, local: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(lo, hi) + local as uint64 arithmetic on uint32 halves (carry into the high word)."""
     new_lo = lo + local

@@ -273,15 +273,6 @@ def read_packed(source: Path | bytes, verify: bool) -> Dataset:
     return ds
 
 
-def file_sha256(path: str | Path) -> bytes:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks (packed datasets, published updates)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
-
-
 def manifest_hash(manifest: dict) -> bytes:
     """SHA-256 of the canonical manifest: pins n_bytes and the split, which data_root alone does not."""
     return hashlib.sha256(canonical(manifest)).digest()

@@ -98,9 +98,3 @@ def seal(body: B, key: PrivateKey) -> Signed[B]:
     if public_bytes(key) != body.signer:
         raise ValueError(f"signing key does not match the {body.KIND}'s signer")
     return Signed(body, sign(key, body.DOMAIN, body_hash(body)))
-
-
-def kind_of(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> str:
-    """The ``kind`` of an envelope's bytes (to dispatch to a reader); MalformedInput otherwise."""
-    obj = parse_canonical(data, "signed record", max_bytes)
-    return get_field(obj, "kind", str, "signed record")

@@ -55,11 +55,6 @@ def _key(obj: Any, name: str, what: str) -> bytes:
     return hexbytes(get_field(obj, name, str, what), f"{what}.{name}", 32)
 
 
-def _hash_or_none(obj: Any, name: str, what: str) -> bytes | None:
-    v = obj[name]
-    return None if v is None else hexbytes(v, f"{what}.{name}", 32)
-
-
 def check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise MalformedInput(f"{what}: names are 1-64 characters from A-Z a-z 0-9 . _ -")

@@ -35,7 +35,6 @@ from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported 
     _check_out,
     _write_packed,
     compute_data_root,
-    file_sha256,
     make_manifest,
     read_packed,
     split_ranges,
@@ -293,5 +292,3 @@ def check_data_root(ds: Dataset, expected_hex: str, what: str) -> None:
             f"data root mismatch for {what}: this machine's dataset ({ds.source}, {ds.path}) has root "
             f"{ds.data_root.hex()}, the chain expects {expected.hex()}; the embedded corpus depends on the "
             f"Python version: pack the chain's data with `pogo data pack` or pass --data FILE")
-
-

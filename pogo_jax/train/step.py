@@ -193,10 +193,6 @@ class Trainer:
         return nnx.merge(self.graphdef, self.state["params"])
 
     @property
-    def optimizer(self) -> optax.GradientTransformation:
-        return self.tx
-
-    @property
     def opt_state(self) -> Any:
         return self.state["opt_state"]
 
