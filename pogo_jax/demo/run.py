@@ -219,6 +219,19 @@ def _stake(st, key: bytes) -> int:  # noqa: ANN001
     return st.stakes.get(key, 0)
 
 
+def honest_blocks(blocks: int | None, adversary: str | None, tip_height: int) -> int:
+    """Honest blocks to mine before the cheat: ``--blocks`` when given, else 3 without an adversary, and
+    with one, one on a fresh chain (a cheat is judged against a chain that has made progress; the default
+    config's first block from random weights lowers the loss under almost any update) and none on a
+    chain that has blocks. Cheats that copy a confirmed block get one even with ``--blocks 0``."""
+    if adversary is None:
+        return 3 if blocks is None else blocks
+    honest = (1 if tip_height == 0 else 0) if blocks is None else blocks
+    if tip_height == 0 and honest == 0 and adversary in ("replay", "lazy-replay", "frontrun"):
+        honest = 1
+    return honest
+
+
 def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks: int, verifiers: int, full: int,
              adversary: str | None = None, console: Console | None = None, timeout: float = 1800.0) -> dict:
     """Run ``blocks`` honest blocks (then, with ``adversary``, one round with that cheat); returns the report."""
@@ -247,11 +260,7 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
         for i in range(verifiers):
             demo.start_verifier(i, i < full)
             vprocs[i] = demo.procs.procs[-1]
-        honest = blocks if blocks is not None else (1 if adversary is not None and st.tip_height == 0 else
-                                                    (0 if adversary is not None else 3))
-        if adversary is not None and st.tip_height == 0 and honest == 0 and adversary in (
-                "replay", "lazy-replay", "frontrun"):
-            honest = 1  # these copy a confirmed block: there must be one
+        honest = honest_blocks(blocks, adversary, st.tip_height)
         start = st.tip_height
         miner = None
         if honest or adversary is not None:
