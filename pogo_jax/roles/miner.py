@@ -20,6 +20,8 @@ cheat runs through this same code and differs from it only where it says.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -114,14 +116,15 @@ class Made:
 class Miner:
     def __init__(self, client, key: PrivateKey, workdir: str | Path, cfg: Config | None = None,  # noqa: ANN001
                  hooks: MinerHooks = HONEST, events: Event | None = None, view: ChainView | None = None) -> None:
-
         self.view = view or ChainView(client)
         self.key, self.pub, self.hooks = key, public_bytes(key), hooks
         st = self.view.state
         p = st.participants.get(self.pub)
         if p is None or p.role != "miner":
             raise UserError(f"key {self.pub.hex()[:16]}... is not a registered miner of chain {st.genesis.chain_id!r}")
-        self.cfg, self.notes = chain_config(st.genesis, cfg)
+        cfg, self.notes = chain_config(st.genesis, cfg)
+        self.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=miner_seed(cfg.train.seed,
+                                                                                                self.pub)))
         self.layout = st.genesis.layout
         self.work = Path(workdir)
         self.work.mkdir(parents=True, exist_ok=True)
@@ -404,3 +407,11 @@ def state_digests(theta, layout) -> list[bytes]:  # noqa: ANN001
     that hold a sharded state, shard by shard; on the host for numpy arrays; the same bits either way)."""
 
     return [bytes(row) for row in param_leaf_hashes(dict(theta), layout, mh.TAG_PARAM)]
+
+
+def miner_seed(seed: int, miner_key: bytes) -> int:
+    """The seed a miner trains with (data order, initial quantizer key): its own, derived from its key.
+    Two honest miners with the config's seed would otherwise make byte-identical updates from the same
+    tip, and the second would be slashed for replaying the first."""
+    digest = hashlib.sha256(b"pogo/miner-seed/v1" + int(seed).to_bytes(8, "little", signed=True) + miner_key).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
