@@ -20,9 +20,10 @@ from pogo_jax.chain.node import make_app
 
 
 @contextlib.contextmanager
-def serve(chain, tick_every: float = 0.05) -> Iterator[str]:  # noqa: ANN001
-    server = uvicorn.Server(uvicorn.Config(make_app(chain, tick_every), host="127.0.0.1", port=0,
-                                           log_level="error", access_log=False))
+def serve(chain, tick_every: float = 0.05, limit_concurrency: int | None = None,  # noqa: ANN001
+          body_pace=None) -> Iterator[str]:  # noqa: ANN001
+    server = uvicorn.Server(uvicorn.Config(make_app(chain, tick_every, body_pace), host="127.0.0.1", port=0,
+                                           log_level="error", access_log=False, limit_concurrency=limit_concurrency))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     end = time.monotonic() + 20

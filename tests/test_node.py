@@ -5,6 +5,7 @@ resumed downloads, and 32 concurrent clients. Every write is a signed object; a 
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 
@@ -15,7 +16,7 @@ from nodekit import serve
 
 from pogo_jax.chain.audit import audit
 from pogo_jax.chain.client import NodeClient, Refused
-from pogo_jax.chain.http import frame
+from pogo_jax.chain.http import BodyPace, frame
 from pogo_jax.chain.view import ChainView
 from pogo_jax.spec.keys import public_bytes
 
@@ -68,6 +69,7 @@ BAD = [
     ("get", "/v1/blobs/" + "0" * 64, None, None, 404),
     ("get", "/v1/blobs/ab/../cd", None, None, 400),
     ("get", "/v1/log?from=-1", None, None, 400),
+    ("get", "/v1/log?from=99999999999999999999", None, None, 400),  # past SQLite's 64-bit integers: was a 500
     ("get", "/v1/nothing", None, None, 404),
     ("delete", "/v1/blobs/" + "0" * 64, None, None, 405),
 ]
@@ -186,3 +188,30 @@ def test_32_concurrent_clients(tmp_path) -> None:
         assert len(votes) == 32
         rep = audit(kit.chain.ledger.entries(), kit.chain.ledger.tables(), kit.chain.fetch)
         assert rep.clean, rep.differences
+
+
+def test_stalled_uploads_are_cut_off_and_free_their_connection_slots(tmp_path) -> None:
+    """Slowloris: clients that start a body and never finish it held every connection slot of the node for
+    as long as they liked (no deadline), so no miner could post a bundle and honest miners were slashed
+    as withheld. Now a body that stalls longer than ``idle_s`` is answered 408 and its connection closed."""
+    kit = Kit(tmp_path)
+    pace = BodyPace(idle_s=1.0, grace_s=60.0, min_rate=1.0)
+    with serve(kit.chain, limit_concurrency=4, body_pace=pace) as url:  # uvicorn serves limit - 1 at once
+        host, port = url.removeprefix("http://").split(":")
+        socks = []
+        for path in ("/v1/attestations", "/v1/bundles", "/v1/candidates"):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                      f"{'application/json' if 'att' in path else 'application/octet-stream'}\r\n"
+                      "content-length: 1000\r\n\r\n".encode() + b"\x01\x00")  # a start, then nothing
+            socks.append(s)
+        time.sleep(0.3)
+        assert httpx.get(url + "/v1/info").status_code == 503  # the attack: every slot is held
+        t0 = time.monotonic()
+        wait_for(lambda: httpx.get(url + "/v1/info").status_code == 200, timeout=15)
+        assert time.monotonic() - t0 < 10
+        for s in socks:
+            head = s.recv(4096).split(b"\r\n")[0]
+            assert b" 408 " in head, head
+            s.close()
+        assert kit.st.seq == 1  # nothing recorded

@@ -96,6 +96,9 @@ class _Http:
         raise Refused(r.status_code, code, msg.removeprefix(f"{code}: "))  # the line repeats the code
 
 
+MAX_MEMORY_BLOB = 1 << 32  # the most NodeClient.blob holds in memory
+
+
 class NodeClient(_Http):
     def info(self) -> dict:
         return self.request("GET", "/v1/info").json()
@@ -114,10 +117,12 @@ class NodeClient(_Http):
                 return out
             out += page
 
-    def blob(self, sha: bytes, progress: bool | None = None) -> bytes:
-        """A blob's bytes, checked against ``sha`` (resumes a broken transfer)."""
+    def blob(self, sha: bytes, progress: bool | None = None, max_bytes: int = MAX_MEMORY_BLOB) -> bytes:
+        """A blob's bytes, checked against ``sha`` (resumes a broken transfer). Held in memory, so a blob
+        the node announces larger than ``max_bytes`` is refused before a byte is read (``blob_to_file``
+        streams any size to disk)."""
         buf = bytearray()
-        for chunk in self._blob_chunks(sha, 0, progress):
+        for chunk in self._blob_chunks(sha, 0, progress, max_bytes):
             buf += chunk
         data = bytes(buf)
         if hashlib.sha256(data).digest() != sha:
@@ -149,9 +154,16 @@ class NodeClient(_Http):
         os.replace(part, path)
         return path
 
-    def _blob_chunks(self, sha: bytes, start: int, progress: bool | None) -> Iterator[bytes]:
+    def _blob_chunks(self, sha: bytes, start: int, progress: bool | None,
+                     max_bytes: int | None = None) -> Iterator[bytes]:
         head = self.request("HEAD", f"/v1/blobs/{sha.hex()}")
-        total = int(head.headers["content-length"])
+        try:
+            total = int(head.headers["content-length"])
+        except (KeyError, ValueError):
+            raise UserError(f"{self.url} announces no length for blob {sha.hex()[:16]}...") from None
+        if max_bytes is not None and total > max_bytes:
+            raise UserError(f"{self.url} announces blob {sha.hex()[:16]}... as {total:,} bytes, more than the "
+                            f"{max_bytes:,} this client holds in memory: refusing it")
         tick, done = _progress(total, f"blob {sha.hex()[:12]}", progress)
         tick(start)
         got = start
@@ -164,6 +176,9 @@ class NodeClient(_Http):
                         self._check(r)
                         for chunk in r.iter_raw():
                             got += len(chunk)
+                            if got > total:
+                                raise UserError(f"{self.url} sends more of blob {sha.hex()[:16]}... than the "
+                                                f"{total:,} bytes it announced: refusing it")
                             tick(len(chunk))
                             yield chunk
                 except (httpx.TransportError, httpx.TimeoutException):

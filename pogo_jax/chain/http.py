@@ -2,13 +2,16 @@
 
 A client's mistake is a 4xx with one JSON line ``{"error": "...", "code": "..."}``, never a 500 or a
 traceback: malformed bytes 400, a wrong signer 403, an unknown thing 404, a conflict with the chain's
-state 409, too large 413, the wrong content type 415.
+state 409, too large 413, the wrong content type 415, a body sent too slowly 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
+import time
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,6 +44,8 @@ def client_error(e: Exception) -> JSONResponse:
         return error(413, str(e), "TOO_LARGE")
     if isinstance(e, WrongType):
         return error(415, str(e), "WRONG_CONTENT_TYPE")
+    if isinstance(e, TooSlow):
+        return error(408, str(e), "TOO_SLOW")
     if isinstance(e, Rejected):
         status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 409
         return error(status, f"{e.code}: {e.detail}", e.code)
@@ -74,11 +79,50 @@ def check_length(request: Request, limit: int) -> None:
             raise TooLarge(f"body of {size} bytes is larger than the {limit} allowed here")
 
 
+class TooSlow(MalformedInput):
+    pass
+
+
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a client may send a body before the node hangs up (slowloris: an unauthenticated client
+    that holds every connection slot by never finishing its upload). ``idle_s``: the most time between
+    two chunks; after ``grace_s``, the body must average ``min_rate`` bytes/s."""
+
+    idle_s: float = 20.0
+    grace_s: float = 30.0
+    min_rate: float = 64 * 1024
+
+
+def pace_of(request: Request) -> BodyPace:
+    return getattr(request.app.state, "body_pace", None) or BodyPace()
+
+
+async def paced(request: Request):  # noqa: ANN201 - async iterator of bytes
+    """``request.stream()``, cut off (``TooSlow``, a 408) when the client stalls or trickles."""
+    pace = pace_of(request)
+    it = request.stream().__aiter__()
+    t0, got = time.monotonic(), 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(it.__anext__(), pace.idle_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TooSlow(f"no body bytes for {pace.idle_s:g} s: the upload is cut off") from None
+        got += len(chunk)
+        elapsed = time.monotonic() - t0
+        if elapsed > pace.grace_s and got < pace.min_rate * elapsed:
+            raise TooSlow(f"body arrives at {got / elapsed:,.0f} B/s, below the {pace.min_rate:,.0f} B/s "
+                          "this node accepts: the upload is cut off")
+        yield chunk
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes ``limit`` bytes (never buffered beyond it)."""
     check_length(request, limit)
     buf = bytearray()
-    async for chunk in request.stream():
+    async for chunk in paced(request):
         buf += chunk
         if len(buf) > limit:
             raise TooLarge(f"body is larger than the {limit} bytes allowed here")
@@ -89,7 +133,7 @@ class Framed:
     """Reads a framed body: length-prefixed parts first, then the rest as a stream."""
 
     def __init__(self, request: Request) -> None:
-        self._it = request.stream().__aiter__()
+        self._it = paced(request).__aiter__()
         self._buf = bytearray()
         self._done = False
 

@@ -38,7 +38,17 @@ from starlette.routing import Route
 from pogo_jax.chain.blobs import check_sha
 from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, Chain
 from pogo_jax.chain.explorer import render
-from pogo_jax.chain.http import CLIENT_ERRORS, Framed, TooLarge, client_error, error, guarded, read_body, want_type
+from pogo_jax.chain.http import (
+    CLIENT_ERRORS,
+    BodyPace,
+    Framed,
+    TooLarge,
+    client_error,
+    error,
+    guarded,
+    read_body,
+    want_type,
+)
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.state import update_size
@@ -72,7 +82,7 @@ def _round_view(chain: Chain) -> dict:
                             "votes": len(c.votes)} for h, c in r.candidates.items()]}
 
 
-def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
+def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None = None) -> Starlette:
     stop = threading.Event()
 
     def ticker() -> None:
@@ -105,8 +115,8 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
             limit = min(int(request.query_params.get("limit", str(MAX_LOG_PAGE))), MAX_LOG_PAGE)
         except ValueError:
             raise MalformedInput("from and limit are integers") from None
-        if start < 0 or limit < 1:
-            raise MalformedInput("from >= 0 and limit >= 1")
+        if not (0 <= start < 2**63 and limit >= 1):  # SQLite integers are 64-bit signed
+            raise MalformedInput("from must be in [0, 2**63) and limit >= 1")
         entries = await run_in_threadpool(chain.ledger.entries, start, limit)
         body = canonical({"entries": [e.to_obj() for e in entries]})
         return Response(body, media_type="application/json")
@@ -256,7 +266,9 @@ def make_app(chain: Chain, tick_every: float = 0.1) -> Starlette:
         Route("/v1/governance/register", guarded(post_register), methods=["POST"]),
         Route("/v1/governance/epochs", guarded(post_epoch), methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app.state.body_pace = body_pace or BodyPace()
+    return app
 
 
 def serve(directory: str | Path, host: str, port: int, beacon_url: str | None, tick_every: float = 0.1,
