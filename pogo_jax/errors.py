@@ -25,3 +25,8 @@ class Rejected(Exception):
 
 class MalformedInput(UserError):
     """Bytes that do not parse as the documented format (wrong version, truncated, out of bounds)."""
+
+
+class NodeFault(UserError):
+    """The node served bytes or records that contradict what it signed or admitted: a role stops
+    trusting it for this step (and says so) rather than acting on them."""

@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 
 from pogo_jax.chain.history import StateCache, confirmed_state
+from pogo_jax.chain.log import Entry
+from pogo_jax.chain.recheck import recheck
 from pogo_jax.chain.state import ChainState
-from pogo_jax.errors import UserError
+from pogo_jax.errors import MalformedInput, NodeFault, Rejected, UserError
 from pogo_jax.spec.context import BlockContext
+from pogo_jax.spec.records import read_record
 
 
 class ChainView:
@@ -27,13 +30,29 @@ class ChainView:
             raise UserError(f"{client.url} serves chain {self.state.genesis.chain_id!r}, not {expect_chain_id!r}")
 
     def refresh(self) -> int:
-        """Fetch and apply new entries; returns how many."""
+        """Fetch and apply new entries; returns how many. A ``finalize`` entry's re-checks of objective
+        claims are re-done here from the stored bytes first: they decide who is slashed, so a role never
+        takes them from the node (one that lies about them is a ``NodeFault``)."""
         new = self.client.entries(self.state.seq)
         for e in new:
+            if e.kind == "finalize" and self.state.genesis is not None:
+                self._recheck(e)
             self.state.apply(e)
         if self.state.genesis is None:
             raise UserError(f"{self.client.url} serves an empty log")
         return len(new)
+
+    def _recheck(self, e: Entry) -> None:
+        for x in read_record(e.record, "finalize").body.rechecks:
+            try:
+                mine = recheck(self.state, x.header_hash, x.tier, self.fetch, self.cache)
+            except (Rejected, MalformedInput) as err:
+                raise NodeFault(f"log entry {e.seq}: cannot re-check the {x.tier} claim on candidate "
+                                f"{x.header_hash.hex()[:16]}... from the bytes the node serves ({err})") from None
+            if mine.fails != x.fails:
+                raise NodeFault(f"log entry {e.seq}: the node says the {x.tier} claim on candidate "
+                                f"{x.header_hash.hex()[:16]}... {'holds' if x.fails else 'fails'}, the stored bytes "
+                                f"say otherwise ({mine.reason}): the node is faulty (run pogo audit)")
 
     def fetch(self, sha: bytes) -> bytes:
         return self.client.blob(sha)

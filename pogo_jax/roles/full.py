@@ -13,10 +13,14 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from pogo_jax.errors import Rejected
+from pogo_jax.errors import NodeFault, Rejected
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.state import rebuild
+
+# A stored update of the wrong length or root: the node checks both before it records a candidate, so
+# these say the node served other bytes than it admitted. Never evidence against the miner.
+NODE_FAULTS = frozenset({"ROOT_Q_MISMATCH", "BAD_LENGTH"})
 
 
 @dataclass
@@ -29,11 +33,6 @@ class FullResult:
     timings: dict = field(default_factory=dict)
 
 
-def within(reported: float, own: float, tol: Fraction) -> bool:
-    """``|reported - own| <= tol * |own|``, exactly (float32 values are exact fractions)."""
-    return abs(Fraction(reported) - Fraction(own)) <= tol * abs(Fraction(own))
-
-
 def verify_full(bundle: Bundle, ctx: BlockContext, theta_prev, update: bytes, ds, evaluator) -> FullResult:  # noqa: ANN001
     """``theta_prev`` is a ``history.StateCache`` of the round's tip; ``evaluator`` a ``train.evaluate.Evaluator``."""
     t: dict[str, float] = {}
@@ -44,6 +43,10 @@ def verify_full(bundle: Bundle, ctx: BlockContext, theta_prev, update: bytes, ds
     try:
         theta_next, _ = rebuild(theta_prev.arrays, update, ctx.layout, hd.root_q, hd.root_next)
     except Rejected as r:
+        if r.code in NODE_FAULTS:  # the node admitted this update only if it hashed to root_q: it served others
+            raise NodeFault(f"the node served update {ctx.update_sha256.hex()[:16]}... for candidate "
+                            f"{ctx.header_hash.hex()[:16]}..., which does not match the signed header ({r.code}): "
+                            "the node is faulty, not the miner; not attesting (run pogo audit)") from None
         return FullResult(False, r.code, r.detail, timings={"rebuild": time.perf_counter() - t0})
     t["rebuild"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -55,7 +58,7 @@ def verify_full(bundle: Bundle, ctx: BlockContext, theta_prev, update: bytes, ds
     if not Fraction(ln) <= Fraction(lp) - r.delta:
         return FullResult(False, "LOSS_NOT_DECREASED", f"own loss {ln:.5f} is not below {lp:.5f} - delta "
                           f"{float(r.delta):g}", lp, ln, t)
-    if not (within(bundle.loss_prev, lp, r.loss_tolerance) and within(bundle.loss_next, ln, r.loss_tolerance)):
+    if not (r.within_tolerance(bundle.loss_prev, lp) and r.within_tolerance(bundle.loss_next, ln)):
         return FullResult(False, "LOSS_MISMATCH", f"reported ({bundle.loss_prev:.5f}, {bundle.loss_next:.5f}) vs own "
                           f"({lp:.5f}, {ln:.5f}): beyond the relative tolerance {float(r.loss_tolerance):g}", lp, ln, t)
     return FullResult(True, "OK", f"roots rebuilt, loss {lp:.4f} -> {ln:.4f} on {len(windows)} windows", lp, ln, t)

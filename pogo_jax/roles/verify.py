@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pogo_jax.chain.view import ChainView
-from pogo_jax.errors import UserError
+from pogo_jax.errors import NodeFault, UserError
 from pogo_jax.roles.data import chain_dataset
 from pogo_jax.roles.full import verify_full
 from pogo_jax.spec.attestation import Attestation, sign_attestation
@@ -114,7 +114,12 @@ class Verifier:
     def check(self, header_hash: bytes) -> tuple[Verdict, BlockContext]:
         ctx = self.view.context(header_hash)
         data = self.view.fetch(ctx.bundle_sha256)  # checked against the recorded hash
-        verdict = verify(Bundle.from_bytes(data), ctx, self.tier, self.full_inputs)
+        bundle = Bundle.from_bytes(data)
+        reported = self.view.state.find(header_hash)[1].reported
+        if reported != (bundle.loss_prev, bundle.loss_next):  # what the chain will hold a full accept to
+            raise NodeFault(f"the node's note of candidate {header_hash.hex()[:16]}... names losses {reported}, "
+                            f"its stored bundle reports {(bundle.loss_prev, bundle.loss_next)}: the node is faulty")
+        verdict = verify(bundle, ctx, self.tier, self.full_inputs)
         return self.hooks.verdict(self, ctx, verdict), ctx
 
     def attestation(self, ctx: BlockContext, v: Verdict) -> bytes:
@@ -144,6 +149,8 @@ class Verifier:
                     v, acc = self.attest(hh)
                 except Refused as e:
                     v, acc = Verdict(False, self.tier, e.code, e.detail), {"refused": e.code}
+                except NodeFault as e:  # not the miner's doing: sign nothing about this candidate
+                    v, acc = Verdict(False, self.tier, "NODE_FAULT", str(e)), {"not_attested": "NODE_FAULT"}
                 if on_verdict:
                     on_verdict(hh, v, acc)
             time.sleep(poll)

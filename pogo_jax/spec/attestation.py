@@ -37,10 +37,11 @@ OBJECTIVE_LIGHT: frozenset[str] = frozenset({
     "NONCANONICAL_STATE", "WRONG_CHALLENGE", "LAYOUT_MISMATCH", "WRONG_PARENT", "WRONG_DATA",
     "BEACON_MISMATCH", "UNKNOWN_HEADER", "BAD_VERSION",
 })
-# Full-tier reasons that the stored update and the confirmed state prove (rebuild to see).
+# Full-tier reasons that the stored update and the confirmed state prove (rebuild to see). Not
+# ROOT_Q_MISMATCH or BAD_LENGTH: the node admits a candidate only with an update of the right length that
+# hashes to root_q, so a stored update failing either is the node's doing, never the miner's.
 OBJECTIVE_FULL: frozenset[str] = frozenset({
-    "ROOT_NEXT_MISMATCH", "ROOT_Q_MISMATCH", "BAD_CODE", "BAD_EXPONENT", "BAD_PADDING", "BAD_LENGTH",
-    "NONFINITE", "NONCANONICAL_STATE",
+    "ROOT_NEXT_MISMATCH", "BAD_CODE", "BAD_EXPONENT", "BAD_PADDING", "NONFINITE", "NONCANONICAL_STATE",
 })
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,47}")
 _KEYS = {"version", "chain_id", "height", "round", "header_hash", "verifier_key", "verdict", "tier", "reason",

@@ -9,6 +9,7 @@ on the chain node's clock. ``ChainRules.to_obj`` / ``from_obj`` are the writer a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -120,8 +121,15 @@ class ChainRules:
             raise MalformedInput(f"{what}: {e}") from None
 
     def slashed(self, stake: int, fraction: Fraction) -> int:
-        """Stake burned (floor, so stakes stay integers)."""
-        return int(stake * fraction)
+        """Stake burned: ``ceil(stake * fraction)``, at most the stake. Rounding up, so that any nonzero
+        penalty costs at least 1 and repeated penalties reach zero (floor made withholding free below 10)."""
+        if stake <= 0 or fraction <= 0:
+            return 0
+        return min(stake, math.ceil(stake * fraction))
+
+    def within_tolerance(self, reported: float, own: float) -> bool:
+        """``|reported - own| <= loss_tolerance * |own|``, exactly (float32 values are exact fractions)."""
+        return abs(Fraction(reported) - Fraction(own)) <= self.loss_tolerance * abs(Fraction(own))
 
     def reward(self, improvement: Fraction) -> int:
         """``min(block_reward, reward_per_nat * improvement)``, floored; nothing for no progress."""
