@@ -214,8 +214,10 @@ class Kit:
         self.close_submit()
         assert self.st.round.phase == "proof", self.st.round.phase
         if bundles:
-            for m in mades:
-                self.chain.submit_bundle(self.bundle(m))
+            for m in mades:  # the miner reports what its full accepts measure (the chain holds them to it)
+                accepts = [spec[3] for (mi, _), spec in (votes or {}).items()
+                           if mi == m.miner and spec and spec[0] == "accept" and spec[1] == "full" and spec[3]]
+                self.chain.submit_bundle(self.bundle(m, losses=accepts[0] if accepts else (2.0, 1.5)))
         self.chain.tick()
         for m in mades:
             for v in range(len(self.verifiers)):

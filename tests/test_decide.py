@@ -6,6 +6,8 @@ import os
 import random
 from fractions import Fraction
 
+import numpy as np
+
 from pogo_jax.chain.decide import Ballot, claims, decide
 from pogo_jax.spec.attestation import Attestation
 from pogo_jax.spec.rules import ChainRules
@@ -88,7 +90,23 @@ def test_ties_go_to_the_earlier_candidate_and_median_is_exact() -> None:
         b.append(Ballot(hh, m, tuple(att(v, hh, lp=2.0, ln=ln) for v, ln in zip(vs, (1.5, 1.25, 1.75, 1.0), strict=True))))
     d = decide(b, stakes, set(vs), RULES, {})
     assert d.winner == b[0].header_hash
-    assert d.improvement[b[0].header_hash] == Fraction(5, 8)  # median of (0.5, 0.75, 0.25, 1.0)
+    assert d.improvement[b[0].header_hash] == Fraction(1, 2)  # lower median of (0.25, 0.5, 0.75, 1.0)
+
+
+def test_one_of_two_accepts_cannot_raise_an_improvement() -> None:
+    """With the mean of two accepts (v2 before the review), one verifier reporting L(next) = -1e38 made its
+    favourite win by any margin. The lower median holds each candidate to the smaller of the two numbers."""
+    honest, liar = keys(2)
+    stakes = {honest: 100, liar: 100}
+    rng = np.random.default_rng()
+    good_gain, weak_gain = rng.uniform(0.2, 0.5), rng.uniform(0.02, 0.1)
+    good, weak = os.urandom(32), os.urandom(32)
+    stakes.update({good: 100, weak: 100})
+    ballots = [Ballot(good, good, (att(honest, good, lp=2.0, ln=2.0 - good_gain), att(liar, good, lp=2.0, ln=2.0 - good_gain))),
+               Ballot(weak, weak, (att(honest, weak, lp=2.0, ln=2.0 - weak_gain), att(liar, weak, lp=2.0, ln=-1e38)))]
+    d = decide(ballots, stakes, {honest, liar}, RULES, {})
+    assert d.winner == good, "the liar's favourite must not win on its inflated number"
+    assert d.improvement[weak] == Fraction(2.0) - Fraction(np.float32(2.0 - weak_gain).item())
 
 
 def test_false_objective_claims_are_slashed_and_true_ones_slash_the_miner() -> None:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pogo_jax.chain.blobs import LeafHasher
-from pogo_jax.chain.chain import recheck
 from pogo_jax.chain.history import StateCache
 from pogo_jax.chain.ledger import summary
 from pogo_jax.chain.log import Entry, check_chain
-from pogo_jax.chain.state import MAX_SKEW_MS, ChainState, _bundle_note
+from pogo_jax.chain.recheck import recheck
+from pogo_jax.chain.state import MAX_SKEW_MS, BundleNote, ChainState
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
@@ -151,8 +151,8 @@ def _check_blobs(st: ChainState, e: Entry, get, rep: AuditReport) -> None:
             if hasher.root() != signed.body.root_q:
                 rep.differences.append(f"entry {e.seq}: the stored update does not hash to the header's root_q")
     elif e.kind == "bundle":
-        hh, sha, size = _bundle_note(e.record)
-        data = get(sha, f"entry {e.seq} bundle")
+        note = BundleNote.from_bytes(e.record)
+        data = get(note.sha256, f"entry {e.seq} bundle")
         if data is None:
             return
         try:
@@ -160,8 +160,9 @@ def _check_blobs(st: ChainState, e: Entry, get, rep: AuditReport) -> None:
         except MalformedInput as err:
             rep.differences.append(f"entry {e.seq}: the stored bundle does not parse ({err})")
             return
-        if len(data) != size or b.header_hash != hh or not (b.signed_header.verify() and b.verify_signature()):
-            rep.differences.append(f"entry {e.seq}: the stored bundle is not the candidate's signed answer")
+        if BundleNote.of(b, data) != note or not (b.signed_header.verify() and b.verify_signature()):
+            rep.differences.append(f"entry {e.seq}: the stored bundle is not the candidate's signed answer, or "
+                                   "the note does not carry its size and reported losses")
 
 
 def _check_data(ref, get, rep: AuditReport, what: str) -> None:

@@ -24,6 +24,7 @@ from pogo_jax.chain.node import _announce
 from pogo_jax.errors import Rejected
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
 from pogo_jax.spec.keys import verify_signature
+from pogo_jax.spec.records import MAX_CLOSE_BYTES
 
 
 def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> Starlette:
@@ -49,7 +50,7 @@ def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> St
 
     async def reveal(request: Request) -> Response:
         want_type(request, "application/json")
-        data = await read_body(request, 1 << 16)
+        data = await read_body(request, MAX_CLOSE_BYTES)
 
         def run() -> bytes:
             with lock:

@@ -21,22 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pogo_jax.chain.blobs import BlobStore, LeafHasher, Upload
-from pogo_jax.chain.history import StateCache, confirmed_state
+from pogo_jax.chain.history import StateCache
 from pogo_jax.chain.ledger import Ledger, summary
 from pogo_jax.chain.log import Entry
-from pogo_jax.chain.state import ChainState, bundle_note
+from pogo_jax.chain.recheck import recheck
+from pogo_jax.chain.state import BundleNote, ChainState
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
-from pogo_jax.spec.attestation import OBJECTIVE_FULL, read_signed_attestation
+from pogo_jax.spec.attestation import read_signed_attestation
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.dataset import read_packed, verify_against
 from pogo_jax.spec.envelope import Signed, seal
 from pogo_jax.spec.header import read_signed_header
 from pogo_jax.spec.keys import PrivateKey, load_private_pem, public_bytes, save_private_pem
-from pogo_jax.spec.light import verify_light
 from pogo_jax.spec.records import Close, Finalize, Recheck, read_record
-from pogo_jax.spec.state import is_committable, load_state, rebuild, state_root, update_size
+from pogo_jax.spec.state import is_committable, load_state, state_root, update_size
 
 log = logging.getLogger("pogo.chain")
 
@@ -229,47 +229,75 @@ class Chain:
         return CandidateUpload(signed, header_bytes, self.blobs.upload(update_size(lay), hasher), hasher)
 
     def finish_candidate(self, cu: CandidateUpload) -> Accepted:
-        """The update is complete: check its length and root_q, store it, record the candidate."""
+        """The update is complete: check its length and root_q, store it, record the candidate. The header
+        is checked again under the lock: a twin uploaded in parallel (an equivocation or a replay) may
+        have been recorded meanwhile, and then this one is evidence, not a candidate."""
         want = update_size(self.state.genesis.layout)
         try:
             if cu.upload.size != want:
                 raise Rejected("BAD_LENGTH", f"update is {cu.upload.size} bytes, the layout needs {want}")
             if cu.hasher.root() != cu.signed.body.root_q:
                 raise Rejected("ROOT_Q_MISMATCH", "the uploaded update does not hash to the header's root_q")
-            sha = cu.upload.commit()
+            with self.lock:
+                dup = self._duplicate(cu.signed.hash, "candidate")
+                verdict = None if dup is not None else self.state.check_candidate(
+                    cu.signed, max(self.clock(), self.state.last_at))
+                if verdict != "ok":
+                    cu.upload.discard()
+                    if dup is not None:
+                        return dup
+                    acc = self._append("candidate", cu.header_bytes)  # evidence against its signer
+                    return Accepted(acc.seq, "candidate", acc.result, cu.signed.hash.hex())
+                sha = cu.upload.commit()
+                try:
+                    acc = self._append("candidate", cu.header_bytes, {"update_sha256": sha.hex()})
+                except BaseException:
+                    if sha not in self.referenced_blobs():
+                        self.blobs.remove(sha)
+                    raise
         except BaseException:
             cu.upload.discard()
-            raise
-        try:
-            acc = self._append("candidate", cu.header_bytes, {"update_sha256": sha.hex()})
-        except BaseException:
-            with self.lock:
-                if sha not in self.referenced_blobs():
-                    self.blobs.remove(sha)
             raise
         return Accepted(acc.seq, "candidate", acc.result, cu.signed.hash.hex())
 
     def submit_bundle(self, data: bytes) -> Accepted:
-        """A miner's signed bundle for a recorded candidate: stored, hashed and named in the log at once."""
+        """A miner's signed bundle for a recorded candidate: stored, hashed and named in the log at once.
+        Whether it can be stored at all (such a candidate, its proof window open, no bundle yet) is asked
+        from the metadata before the openings are parsed or a byte is written."""
+        sha = hashlib.sha256(data).digest()
+        header = Bundle.peek_header(data)
+        with self.lock:
+            dup = self._bundle_duplicate(header.hash, sha)
+            if dup is not None:
+                return dup
+            self._bundle_may_be_stored(header, sha)
         b = Bundle.from_bytes(data)
         if not (b.signed_header.verify() and b.verify_signature()):
             raise Rejected("BAD_SIGNATURE", "the bundle is not signed by the candidate's miner (it proves nothing)")
-        sha = hashlib.sha256(data).digest()
         with self.lock:
-            found = self.state.find(b.header_hash)
-            if found is not None and found[1].bundle_sha256 == sha:  # a retry: the same bytes, taken once
-                return Accepted(found[1].bundle_seq, "bundle", "duplicate", sha.hex())
-            cand = self.state.round.candidates.get(b.header_hash)
-            if cand is not None and cand.header.to_bytes() != b.signed_header.to_bytes():
-                raise Rejected("UNKNOWN_HEADER", "the bundle's header is not the recorded one")
+            dup = self._bundle_duplicate(header.hash, sha)
+            if dup is not None:
+                return dup
+            self._bundle_may_be_stored(header, sha)
             self.blobs.put(data)
             try:
-                acc = self._append("bundle", bundle_note(b.header_hash, sha, len(data)))
+                acc = self._append("bundle", BundleNote.of(b, data).to_bytes())
             except BaseException:
                 if sha not in self.referenced_blobs():
                     self.blobs.remove(sha)
                 raise
         return Accepted(acc.seq, "bundle", acc.result, sha.hex())
+
+    def _bundle_duplicate(self, header_hash: bytes, sha: bytes) -> Accepted | None:
+        found = self.state.find(header_hash)
+        if found is not None and found[1].bundle_sha256 == sha:  # a retry: the same bytes, taken once
+            return Accepted(found[1].bundle_seq, "bundle", "duplicate", sha.hex())
+        return None
+
+    def _bundle_may_be_stored(self, header: Signed, sha: bytes) -> None:
+        cand = self.state.check_bundle(header.hash, sha, max(self.clock(), self.state.last_at))
+        if cand.header.to_bytes() != header.to_bytes():
+            raise Rejected("UNKNOWN_HEADER", "the bundle's header is not the recorded one")
 
     def max_bundle_bytes(self) -> int:
         lay, k = self.state.genesis.layout, self.state.rules.k_leaves
@@ -431,26 +459,6 @@ class Chain:
 
     def recheck(self, header_hash: bytes, tier: str) -> Recheck:
         return recheck(self.state, header_hash, tier, self.fetch, self.cache)
-
-
-def recheck(st: ChainState, header_hash: bytes, tier: str, fetch, cache: StateCache | None = None) -> Recheck:
-    """Re-check the objective claims against one candidate from stored bytes: the light rule on its
-    bundle, or the full rebuild from the confirmed state and its update. Deterministic, so the node
-    and ``pogo audit`` reach the same answer."""
-    ctx = st.context(header_hash)
-    if tier == "light":
-        b = Bundle.from_bytes(fetch(ctx.bundle_sha256))
-        res = verify_light(b, ctx)
-        return Recheck(header_hash, "light", bool(res.fraud_proof), res.reason if not res.accept else "OK")
-    theta = confirmed_state(st, ctx.height - 1, fetch, cache)
-    if theta.root != ctx.root_prev:
-        raise RuntimeError("confirmed state root differs from the round's root_prev")
-    hd = ctx.header.body
-    try:
-        rebuild(theta.arrays, fetch(ctx.update_sha256), ctx.layout, hd.root_q, hd.root_next)
-    except Rejected as r:
-        return Recheck(header_hash, "full", r.code in OBJECTIVE_FULL, r.code)
-    return Recheck(header_hash, "full", False, "OK")
 
 
 class _Dup(Exception):

@@ -12,9 +12,10 @@ the signed records, never what some process claims. In order:
    ``min_full`` full accepts and ``A >= quorum (A + R)``; *rejected* (miner loses
    ``loss_slash_fraction``) needs ``min_full`` full attestations and ``R > reject_share (A + R)``;
    anything else is *undecided*. Light accepts never make a candidate valid.
-4. Among valid candidates the greatest verified improvement wins (the median over its full accepts
-   of ``L(prev) - L(next)``; ties go to the earlier candidate) and is paid
-   ``min(block_reward, reward_per_nat * improvement)``. Other valid candidates get nothing.
+4. Among valid candidates the greatest verified improvement wins (the lower median over its full
+   accepts of ``L(prev) - L(next)``, each accept held by the chain to the miner's reported losses; ties
+   go to the earlier candidate) and is paid ``min(block_reward, reward_per_nat * improvement)``. Other
+   valid candidates get nothing.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class Decision:
 
 
 def _median(xs: Sequence[Fraction]) -> Fraction:
+    """The lower median: with an even count the smaller middle value, so that no single voter of two
+    (``min_full`` is 2) can raise a candidate's improvement above what the other one measured."""
     s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return s[(len(s) - 1) // 2]
 
 
 def claims(ballots: Sequence[Ballot]) -> list[tuple[bytes, str]]:

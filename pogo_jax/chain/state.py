@@ -18,6 +18,7 @@ effect when the next round opens.
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -28,10 +29,28 @@ from pogo_jax.errors import MalformedInput, Rejected
 from pogo_jax.spec.attestation import Attestation, read_signed_attestation
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.dataset import n_windows_of
-from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
+from pogo_jax.spec.encoding import (
+    canonical,
+    exact_keys,
+    f32hex,
+    from_f32hex,
+    get_field,
+    get_int,
+    hexbytes,
+    parse_canonical,
+)
 from pogo_jax.spec.envelope import Signed
 from pogo_jax.spec.header import HEADER_VERSION, Header, read_signed_header
-from pogo_jax.spec.records import DataRef, Epoch, Genesis, Participant, Register, StateRef, read_record
+from pogo_jax.spec.records import (
+    MAX_ROUND_CANDIDATES,
+    DataRef,
+    Epoch,
+    Genesis,
+    Participant,
+    Register,
+    StateRef,
+    read_record,
+)
 
 MAX_SKEW_MS = 5_000  # how far the beacon's clock may trail the node's signed close time
 BARRING = {"EQUIVOCATION", "REPLAYED_UPDATE", "FRAUD_CONFIRMED", "FALSE_CLAIM"}  # provable faults: barred for good
@@ -48,6 +67,7 @@ class Candidate:
     bundle_sha256: bytes | None = None
     bundle_at: int | None = None
     bundle_seq: int | None = None
+    reported: tuple[float, float] | None = None  # the bundle's (loss_prev, loss_next), from its note
     votes: dict[bytes, Signed[Attestation]] = field(default_factory=dict)  # verifier -> first attestation
     status: str = "pending"
     reason: str = ""
@@ -81,6 +101,7 @@ class Round:
     proof_close_at: int | None = None
     finalized_at: int | None = None
     winner: bytes | None = None
+    loss_prev: dict[bytes, float] = field(default_factory=dict)  # full verifier -> the L(theta_prev) it measured
 
     @property
     def phase(self) -> str:
@@ -120,16 +141,36 @@ class StakeEvent:
     header_hash: bytes | None
 
 
-def _bundle_note(record: bytes) -> tuple[bytes, bytes, int]:
-    obj = parse_canonical(record, "bundle note", 1 << 12)
-    exact_keys(obj, {"header_hash", "sha256", "size"}, "bundle note")
-    return (hexbytes(obj["header_hash"], "bundle note.header_hash", 32),
-            hexbytes(obj["sha256"], "bundle note.sha256", 32), get_int(obj, "size", "bundle note", 1, 1 << 40))
+@dataclass(frozen=True)
+class BundleNote:
+    """The log record of a stored bundle (the bundle itself is in the blob store under ``sha256``), with
+    the losses the miner reported in it: what every full accept is held to. Anyone holding the bundle
+    re-derives the note from it (``of``), so a node that wrote another one is caught."""
 
+    header_hash: bytes
+    sha256: bytes
+    size: int
+    loss_prev: float
+    loss_next: float
 
-def bundle_note(header_hash: bytes, sha256: bytes, size: int) -> bytes:
-    """The log record of a stored bundle: the bundle itself lives in the blob store under ``sha256``."""
-    return canonical({"header_hash": header_hash.hex(), "sha256": sha256.hex(), "size": size})
+    @classmethod
+    def of(cls, bundle, data: bytes) -> BundleNote:  # noqa: ANN001 - spec.bundle.Bundle
+        return cls(bundle.header_hash, hashlib.sha256(data).digest(), len(data), float(bundle.loss_prev),
+                   float(bundle.loss_next))
+
+    def to_bytes(self) -> bytes:
+        return canonical({"header_hash": self.header_hash.hex(), "sha256": self.sha256.hex(), "size": self.size,
+                          "loss_prev": f32hex(self.loss_prev), "loss_next": f32hex(self.loss_next)})
+
+    @classmethod
+    def from_bytes(cls, record: bytes) -> BundleNote:
+        what = "bundle note"
+        obj = parse_canonical(record, what, 1 << 12)
+        exact_keys(obj, {"header_hash", "sha256", "size", "loss_prev", "loss_next"}, what)
+        return cls(hexbytes(obj["header_hash"], f"{what}.header_hash", 32),
+                   hexbytes(obj["sha256"], f"{what}.sha256", 32), get_int(obj, "size", what, 1, 1 << 40),
+                   from_f32hex(obj["loss_prev"], f"{what}.loss_prev"),
+                   from_f32hex(obj["loss_next"], f"{what}.loss_next"))
 
 
 class ChainState:
@@ -182,7 +223,8 @@ class ChainState:
         return {k for k, p in self.participants.items() if p.role == "verifier"}
 
     def eligible_verifiers(self) -> set[bytes]:
-        return {k for k in self.verifiers() if self.stakes[k] > 0}
+        """Verifiers whose votes can still count (a barred one cannot attest: waiting for it stalls)."""
+        return {k for k in self.verifiers() if self.stakes[k] > 0 and k not in self.barred}
 
     def find(self, header_hash: bytes) -> tuple[Round, Candidate] | None:
         for r in [*self.history, self.round]:
@@ -356,6 +398,8 @@ class ChainState:
             raise Rejected("WINDOW_CLOSED", f"the submission window of round ({r.height}, {r.round}) is closed")
         if h.root_q in self.root_qs:
             return "REPLAYED_UPDATE"
+        if len(r.candidates) >= MAX_ROUND_CANDIDATES:
+            raise Rejected("ROUND_FULL", f"round ({r.height}, {r.round}) already has {MAX_ROUND_CANDIDATES} candidates")
         if h.parent_hash != r.parent_hash or h.root_prev != r.root_prev:
             raise Rejected("WRONG_PARENT", "parent_hash / root_prev are not the round's confirmed tip")
         lay = self.genesis.layout
@@ -423,18 +467,26 @@ class ChainState:
         r.beacon, r.beacon_index, r.reveal_at = v.value, v.index, entry.at
         return "admitted"
 
-    def _apply_bundle(self, entry: Entry) -> str:
-        hh, sha, _size = _bundle_note(entry.record)
+    def check_bundle(self, header_hash: bytes, sha: bytes, at: int) -> Candidate:
+        """The candidate a bundle with this SHA-256 would answer if stored now; Rejected otherwise. The
+        node asks before it parses the whole bundle or writes a byte of it."""
         r = self.round
-        cand = r.candidates.get(hh)
+        cand = r.candidates.get(header_hash)
         if cand is None:
             raise Rejected("UNKNOWN_HEADER", "the bundle answers no candidate of the open round")
         if cand.bundle_sha256 is not None:
             raise Rejected("DUPLICATE" if cand.bundle_sha256 == sha else "BUNDLE_FIXED",
                            "this candidate's bundle is already stored; published bundles never change")
-        if r.phase != "proof" or entry.at > r.reveal_at + self.rules.prove_window_ms:
+        if r.phase != "proof" or at > r.reveal_at + self.rules.prove_window_ms:
             raise Rejected("WINDOW_CLOSED", "the proof window of this round is not open")
+        return cand
+
+    def _apply_bundle(self, entry: Entry) -> str:
+        note = BundleNote.from_bytes(entry.record)
+        sha = note.sha256
+        cand = self.check_bundle(note.header_hash, sha, entry.at)
         cand.bundle_sha256, cand.bundle_at, cand.bundle_seq = sha, entry.at, entry.seq
+        cand.reported = (note.loss_prev, note.loss_next)
         return "admitted"
 
     def _active(self, key: bytes, role: str) -> None:
@@ -468,7 +520,30 @@ class ChainState:
             raise Rejected("WINDOW_CLOSED", "the attestation window of this round is closed")
         if a.verifier_key in cand.votes:
             raise Rejected("ALREADY_ATTESTED", "this verifier already attested this candidate")
+        if a.tier == "full":
+            self._check_full_losses(a, r, cand)
         return r, cand, "ok"
+
+    def _check_full_losses(self, a: Attestation, r: Round, cand: Candidate) -> None:
+        """A full vote's losses must be what a full verifier can have measured. Every candidate of a round
+        starts from the same state on the same windows, so one verifier reports one L(prev) per round;
+        and an accept says "the loss fell by delta and the miner's reported losses are within the
+        tolerance of mine", so its numbers must show exactly that. Otherwise one verifier could set a
+        candidate's verified improvement at will (it is the median of the accepts' numbers)."""
+        prior = r.loss_prev.get(a.verifier_key)
+        if a.loss_prev is not None and prior is not None and a.loss_prev != prior:
+            raise Rejected("INCONSISTENT_LOSS", f"this verifier measured L(prev) = {prior!r} for another candidate "
+                                                f"of this round, now {a.loss_prev!r}")
+        if a.verdict != "accept":
+            return
+        if a.loss_prev is None or a.loss_next is None:
+            raise Rejected("INCONSISTENT_LOSS", "a full accept carries both losses")
+        if not Fraction(a.loss_next) <= Fraction(a.loss_prev) - self.rules.delta:
+            raise Rejected("INCONSISTENT_LOSS", "a full accept whose own losses do not fall by delta")
+        lp, ln = cand.reported
+        if not (self.rules.within_tolerance(lp, a.loss_prev) and self.rules.within_tolerance(ln, a.loss_next)):
+            raise Rejected("INCONSISTENT_LOSS", "a full accept whose losses are not within the tolerance of the "
+                                                "miner's reported ones (an honest verifier rejects LOSS_MISMATCH)")
 
     def _apply_attestation(self, entry: Entry) -> str:
         signed = read_signed_attestation(entry.record)
@@ -480,6 +555,8 @@ class ChainState:
             self._slash(entry.seq, key, self.rules.slash_fraction, verdict, r, cand.hash)
             return "evidence"
         cand.votes[signed.body.verifier_key] = signed
+        if signed.body.tier == "full" and signed.body.loss_prev is not None:
+            r.loss_prev.setdefault(signed.body.verifier_key, signed.body.loss_prev)
         return "admitted"
 
     def ballots(self) -> list[Ballot]:

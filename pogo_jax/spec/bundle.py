@@ -135,27 +135,17 @@ class Bundle:
                 + struct.pack("<Q", len(data)) + data)
 
     @classmethod
+    def peek_header(cls, buf: bytes) -> SignedHeader:
+        """The signed header of a bundle from its metadata alone: what a node checks (is there such a
+        candidate, is its proof window open) before it parses the openings or stores a byte."""
+        meta, _ = _metadata(buf, "proof bundle")
+        return Signed.from_obj(get_field(meta, "header", dict, "proof bundle"), Header, "proof bundle.header")
+
+    @classmethod
     def from_bytes(cls, buf: bytes) -> Bundle:
         """Parse and bound-check a bundle. Raises MalformedInput (exit 2) on any format error."""
         what = "proof bundle"
-        if len(buf) < 28 + SIG_BYTES or buf[:8] != MAGIC:
-            raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic or shorter than 92 bytes)")
-        (version,) = struct.unpack_from("<I", buf, 8)
-        if version != BUNDLE_VERSION:
-            raise MalformedInput(f"{what}: unsupported version {version} (this verifier reads {BUNDLE_VERSION})")
-        (jlen,) = struct.unpack_from("<Q", buf, 12)
-        if jlen > MAX_META_BYTES or 20 + jlen + 8 + SIG_BYTES > len(buf):
-            raise MalformedInput(f"{what}: metadata length {jlen} exceeds the file (truncated?)")
-        try:
-            meta = parse_canonical(bytes(buf[20 : 20 + jlen]), f"{what} metadata", MAX_META_BYTES)
-        except ValueError as e:  # e.g. an integer longer than Python's int-parsing digit limit
-            raise MalformedInput(f"{what} metadata: {str(e)[:80]}") from None
-        try:
-            is_canonical = canonical(meta) == bytes(buf[20 : 20 + jlen])
-        except (TypeError, ValueError):
-            is_canonical = False
-        if not is_canonical:  # one encoding per content: the signature and evidence hashes cover these bytes
-            raise MalformedInput(f"{what}: metadata is not canonical JSON (sorted keys, no whitespace)")
+        meta, jlen = _metadata(buf, what)
         (dlen,) = struct.unpack_from("<Q", buf, 20 + jlen)
         data_off = 28 + jlen
         if dlen > MAX_DATA_BYTES or data_off + dlen + SIG_BYTES != len(buf):
@@ -200,3 +190,28 @@ class Bundle:
         return cls(signed, beacon, layout, tuple(openings), tuple(windows),
                    from_f32hex(losses["prev"], f"{what}.losses.prev"),
                    from_f32hex(losses["next"], f"{what}.losses.next"), bytes(buf[len(buf) - SIG_BYTES:]))
+
+
+def _metadata(buf: bytes, what: str) -> tuple[dict, int]:
+    """The bundle's magic, version and canonical metadata, bound-checked: (metadata, its length)."""
+    if len(buf) < 28 + SIG_BYTES or buf[:8] != MAGIC:
+        raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic or shorter than 92 bytes)")
+    (version,) = struct.unpack_from("<I", buf, 8)
+    if version != BUNDLE_VERSION:
+        raise MalformedInput(f"{what}: unsupported version {version} (this verifier reads {BUNDLE_VERSION})")
+    (jlen,) = struct.unpack_from("<Q", buf, 12)
+    if jlen > MAX_META_BYTES or 20 + jlen + 8 + SIG_BYTES > len(buf):
+        raise MalformedInput(f"{what}: metadata length {jlen} exceeds the file (truncated?)")
+    try:
+        meta = parse_canonical(bytes(buf[20 : 20 + jlen]), f"{what} metadata", MAX_META_BYTES)
+    except ValueError as e:  # e.g. an integer longer than Python's int-parsing digit limit
+        raise MalformedInput(f"{what} metadata: {str(e)[:80]}") from None
+    try:
+        is_canonical = canonical(meta) == bytes(buf[20 : 20 + jlen])
+    except (TypeError, ValueError):
+        is_canonical = False
+    if not is_canonical:  # one encoding per content: the signature and evidence hashes cover these bytes
+        raise MalformedInput(f"{what}: metadata is not canonical JSON (sorted keys, no whitespace)")
+    if not isinstance(meta, dict):
+        raise MalformedInput(f"{what}: metadata is not an object")
+    return meta, jlen

@@ -35,6 +35,10 @@ from pogo_jax.spec.rules import ChainRules
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 1 << 20
 MAX_PARTICIPANTS = 4096
+# Candidates one round admits (the first ones recorded): a submit Close lists them all, and must stay well
+# inside MAX_CLOSE_BYTES, the most a beacon reads of it (a Close at the cap is about 18 KB).
+MAX_ROUND_CANDIDATES = 256
+MAX_CLOSE_BYTES = 1 << 16
 MAX_STAKE = 2**62
 MAX_TIME_MS = 2**53
 MAX_BEACON_LENGTH = 1 << 20  # = chain.beacon.MAX_LENGTH
@@ -313,7 +317,7 @@ class Close:
         return cls(check_chain_id(obj["chain_id"], what), _key(obj, "node_key", what),
                    get_int(obj, "height", what, 1, MAX_HEIGHT), get_int(obj, "round", what, 1, MAX_ROUND), window,
                    get_int(obj, "at", what, 0, MAX_TIME_MS), _key(obj, "prev", what),
-                   _hashes(obj, "candidates", what))
+                   _hashes(obj, "candidates", what, MAX_ROUND_CANDIDATES))
 
 
 @dataclass(frozen=True)
