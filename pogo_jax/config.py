@@ -122,6 +122,12 @@ class MinerConfig:
     block_steps: int = 50  # optimizer steps per block
     quant_mode: str = "block"  # "block": quantize the block's net delta; "step": every step too
     error_feedback: bool = True
+    # Before submitting, the miner estimates its block's improvement on windows of its own choosing and
+    # trains another block from the tip (up to max_tries) while it is under self_check_margin x delta:
+    # a block under delta is slashed, honest or not. 0 windows: submit whatever the block gives.
+    self_check_windows: int = 16
+    self_check_margin: float = 2.0
+    max_tries: int = 3
 
 
 @dataclass(frozen=True)
@@ -327,6 +333,9 @@ def validate(cfg: Config) -> None:
         (p.bits in (2, 4, 8), "miner.bits must be 2, 4 or 8 (the wire format is 4)"),
         (p.quant_mode in ("block", "step"), "miner.quant_mode must be 'block' or 'step'"),
         (p.block_steps > 0, "miner.block_steps must be positive"),
+        (p.self_check_windows >= 0, "miner.self_check_windows must be >= 0 (0 turns the self-check off)"),
+        (p.self_check_margin >= 0, "miner.self_check_margin must be >= 0"),
+        (p.max_tries >= 1, "miner.max_tries must be >= 1"),
         (cfg.demo.verifiers >= 1 and 0 <= cfg.demo.full <= cfg.demo.verifiers,
          "demo.verifiers must be >= 1 and demo.full in [0, demo.verifiers]"),
         (cfg.demo.stake > 0 and cfg.demo.blocks >= 0, "demo.stake must be > 0 and demo.blocks >= 0"),

@@ -31,8 +31,8 @@ def main() -> int:
     data = tmp / "d.pogodata"
     _write_packed(data, make_manifest(tokens.size, 4096, compute_data_root(tokens, 4096), train, ev, "example", 1, 0),
                   tokens)
-    cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=4", "chain.m_windows=2",
-                               "chain.chain_id=pogo-example", f"data.path={data}"])
+    cfg = load_config("tiny", ["miner.block_steps=3", "miner.self_check_windows=0", "chain.k_leaves=4",
+                               "chain.m_windows=2", "chain.chain_id=pogo-example", f"data.path={data}"])
     now = [1_700_000_000_000]
     clock = lambda: now[0]  # noqa: E731
     key = lambda s: key_from_seed(hashlib.sha256(s).digest())  # noqa: E731

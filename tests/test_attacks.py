@@ -476,3 +476,48 @@ def test_equivocation_is_slashed_whenever_it_is_seen_and_counts_for_nothing(tmp_
     k.chain.tick()
     assert k.st.tip_height == 2
     clean(k)
+
+
+def test_attestations_that_prove_nothing_are_refused_and_change_nothing(kit: Kit) -> None:
+    """A verdict changed after signing, one signed by the miner itself or by an unregistered key, one for a
+    header that is no candidate, or one naming other bundle bytes: each is refused and the log is unchanged.
+    Without these checks any key could vote, and a vote could be re-targeted after it was signed."""
+    from pogo_jax.spec.keys import key_from_seed
+
+    m = kit.make(0)
+    kit.submit(m)
+    kit.close_submit()
+    kit.chain.submit_bundle(kit.bundle(m))
+    before = len(kit.chain.ledger.entries())
+    from pogo_jax.spec.attestation import read_signed_attestation
+
+    signed = read_signed_attestation(kit.attest(0, m))
+    flipped = Signed(replace(signed.body, verdict="reject", reason="LOSS_NOT_DECREASED"), signed.signature)
+    stranger = key_from_seed(np.random.default_rng().bytes(32))
+    cases = {
+        "BAD_SIGNATURE": flipped.to_bytes(),
+        "UNREGISTERED_VERIFIER": kit.attest(0, m, key_=stranger),
+        "UNREGISTERED_VERIFIER ": kit.attest(0, m, key_=kit.miners[0]),  # the miner's own key
+        "EVIDENCE_MISMATCH": kit.attest(1, m, evidence=hashlib.sha256(b"other bytes").digest()),
+    }
+    for code, raw in cases.items():
+        with pytest.raises(Rejected) as e:
+            kit.chain.submit_attestation(raw)
+        assert e.value.code == code.strip(), (code, e.value)
+    # a well-signed vote for a header hash that is no candidate
+    other = kit.make(1)
+    with pytest.raises(Rejected) as e:
+        kit.chain.submit_attestation(_vote_for_unknown(kit, other))
+    assert e.value.code == "UNKNOWN_HEADER"
+    assert len(kit.chain.ledger.entries()) == before and not kit.st.round.candidates[m.hash].votes
+    clean(kit)
+
+
+def _vote_for_unknown(kit: Kit, other) -> bytes:  # noqa: ANN001
+    from pogo_jax.spec.attestation import Attestation, sign_attestation
+
+    r = kit.st.round
+    a = Attestation(version=2, chain_id=kit.rules.chain_id, height=r.height, round=r.round, header_hash=other.hash,
+                    verifier_key=public_bytes(kit.verifiers[2]), verdict="accept", tier="full", reason="OK",
+                    evidence=hashlib.sha256(b"x").digest(), loss_prev=2.0, loss_next=1.5)
+    return sign_attestation(a, kit.verifiers[2]).to_bytes()

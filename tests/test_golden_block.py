@@ -25,11 +25,12 @@ from pogo_jax.spec.keys import public_bytes
 from pogo_jax.spec.records import Participant
 
 GOLDEN_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8"}
-# Re-pinned deliberately: miners train with a seed derived from their key (roles.miner.miner_seed).
+# Re-pinned deliberately: miners train with a seed derived from their key (roles.miner.miner_seed), and the
+# header's config_hash covers the miner's self-check settings (the update bytes did not change).
 GOLDEN = {
-    "header": "e01a0a7ffd206e6b65605e6be4a2dae37ccdf3241cd3085656293382a96fe90b",
+    "header": "eae4563c0f5182dea487e7b35c1c5267ff15b406633d6fa8dd0704fd3a7749b4",
     "update": "c0ea0e166a071b98687f8b4f2f36d5904959d2f4f02d9aff631d07483f5d5f7b",
-    "bundle": "664e8455816090079c64898f2c2ca9fb10378eb91d1eb19768cf74e4352a7bc5",
+    "bundle": "1546f1b1c1fcf392809d63c6cd3c6ce59427147337d5f04db99ea15e86e75b86",
 }
 
 
@@ -40,7 +41,7 @@ def _versions() -> dict[str, str]:
 
 
 def golden_block(tmp) -> dict:  # noqa: ANN001
-    cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=16", f"data.path={make_dataset(tmp / 'd.pogodata')}"])
+    cfg = load_config("tiny", ["miner.block_steps=3", "miner.self_check_windows=0", "chain.k_leaves=16", f"data.path={make_dataset(tmp / 'd.pogodata')}"])
     clock = FakeClock()
     beacon = BeaconService.create(tmp / "beacon", length=64, secret=hashlib.sha256(b"golden beacon").digest(),
                                   clock=clock)

@@ -48,7 +48,14 @@ def zero_update(layout: Layout) -> np.ndarray:
     return upd.pack_leaves(np.full((n, s // g), -12, np.int8), np.zeros((n, s), np.int8))
 
 
-class Tamper(MinerHooks):
+class Cheat(MinerHooks):
+    """A cheating miner submits whatever its block gives: it skips the honest miner's self-check."""
+
+    def self_check(self, miner, improvement, delta):
+        return True
+
+
+class Tamper(Cheat):
     """Commits a theta_next in which a fraction ``f`` of the leaves differ from theta_prev + update."""
 
     name = "tamper"
@@ -63,7 +70,7 @@ class Tamper(MinerHooks):
                            lay), packed
 
 
-class InconsistentUpdate(MinerHooks):
+class InconsistentUpdate(Cheat):
     """Publishes a 4-bit update that differs from the one that produced root_next (every leaf by default)."""
 
     name = "inconsistent-update"
@@ -78,7 +85,7 @@ class InconsistentUpdate(MinerHooks):
                                           upd.valid_counts(lay))
 
 
-class Lazy(MinerHooks):
+class Lazy(Cheat):
     """Does not train; commits an all-zero update, consistently, and reports a loss decrease it did not make."""
 
     name = "lazy"
@@ -95,7 +102,7 @@ class Lazy(MinerHooks):
         return lp, lp - 0.1
 
 
-class FakeLoss(MinerHooks):
+class FakeLoss(Cheat):
     """Trains honestly but reports losses it never measured."""
 
     name = "fake-loss"
@@ -105,7 +112,7 @@ class FakeLoss(MinerHooks):
         return lp + 0.5, ln - 0.5
 
 
-class LossUp(MinerHooks):
+class LossUp(Cheat):
     """Commits an update that raises the loss (the trained step negated, scaled up until the loss on the
     eval split goes up), consistently, and reports its measured losses swapped so that they seem to fall."""
 
@@ -130,7 +137,7 @@ class LossUp(MinerHooks):
         return max(lp, ln), min(lp, ln)
 
 
-class Replay(MinerHooks):
+class Replay(Cheat):
     """Re-publishes the last confirmed block's update under a fresh, otherwise correct header."""
 
     name = "replay"
@@ -143,7 +150,7 @@ class Replay(MinerHooks):
         return apply_update(_host(theta_prev), q, miner.layout), q
 
 
-class Swap(MinerHooks):
+class Swap(Cheat):
     """Swaps inside the proofs: the leaf data of two openings (``mode="leaves"``) or their positions."""
 
     name = "swap"
@@ -155,7 +162,7 @@ class Swap(MinerHooks):
         return swap_openings(openings, self.mode)
 
 
-class WrongLayout(MinerHooks):
+class WrongLayout(Cheat):
     """Commits to another layout (half-size leaves) or another dataset (``mode="data"``)."""
 
     name = "wrong-layout"
@@ -171,7 +178,7 @@ class WrongLayout(MinerHooks):
         return replace(header, data_root=hashlib.sha256(b"another dataset").digest())
 
 
-class WrongChallenge(MinerHooks):
+class WrongChallenge(Cheat):
     """Answers the challenge of a beacon value of its own choosing instead of the round's."""
 
     name = "wrong-challenge"
@@ -180,7 +187,7 @@ class WrongChallenge(MinerHooks):
         return hashlib.sha256(b"pogo/adversary/ground-beacon" + ctx.beacon).digest()
 
 
-class Frontrun(MinerHooks):
+class Frontrun(Cheat):
     """Copies a rival's update: polls for it while the submission window is open (the chain serves no
     candidate's update before the window closes), then submits the copy under its own key, first for the
     same round and then, refused, for the next one."""
@@ -228,7 +235,7 @@ class Frontrun(MinerHooks):
         return miner.view.client.submit_candidate(sign_header(h, miner.key).to_bytes(), self.copied.tobytes())
 
 
-class EpochGrief(MinerHooks):
+class EpochGrief(Cheat):
     """Tries to start a fine-tuning epoch (to turn a rival's header into WRONG_DATA): signs an epoch record
     with its own key, then one that names the governance key; both are refused, and it has no candidate."""
 
@@ -284,7 +291,7 @@ class Grind(Tamper):
         return replace(header, train={**header.train, "nonce": self.tries})
 
 
-class WithholdUpdate(MinerHooks):
+class WithholdUpdate(Cheat):
     """Submits its header without the whole update: first half of the bytes, then none."""
 
     name = "withhold-update"
@@ -303,7 +310,7 @@ class WithholdUpdate(MinerHooks):
         raise Refused(409, "UPDATE_REFUSED", f"the chain refused the header without its update ({', '.join(codes)})")
 
 
-class WithholdBundle(MinerHooks):
+class WithholdBundle(Cheat):
     """Submits a candidate and never publishes its bundle."""
 
     name = "withhold-bundle"
@@ -346,7 +353,7 @@ class SwapBundle(Tamper):
         return out
 
 
-class EquivocateMiner(MinerHooks):
+class EquivocateMiner(Cheat):
     """Submits its candidate, then a second, different signed header for the same round."""
 
     name = "equivocate-miner"
@@ -363,7 +370,7 @@ class EquivocateMiner(MinerHooks):
         return out
 
 
-class LazyReplay(MinerHooks):
+class LazyReplay(Cheat):
     """Does not train; re-applies half of the last confirmed update (codes halved) to the tip."""
 
     name = "lazy-replay"
@@ -378,7 +385,7 @@ class LazyReplay(MinerHooks):
         return apply_update(_host(theta_prev), q, lay), q
 
 
-class OneStep(MinerHooks):
+class OneStep(Cheat):
     """Trains one step instead of a block."""
 
     name = "one-step"

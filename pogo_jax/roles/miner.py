@@ -21,8 +21,10 @@ cheat runs through this same code and differs from it only where it says.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +64,11 @@ class MinerHooks:
         """What is committed as theta_next and published as the 4-bit update (wire leaves)."""
         return theta_next, packed
 
+    def self_check(self, miner: Miner, improvement: Callable[[], float], delta: float) -> bool:
+        """Submit only a block that lowers the miner's own estimate of the loss by ``delta`` with room to
+        spare: the chain slashes a block under ``delta`` as it slashes a lazy one, honest or not."""
+        return miner.cfg.miner.self_check_windows == 0 or improvement() >= delta * miner.cfg.miner.self_check_margin
+
     def header(self, miner: Miner, header: Header) -> Header:
         return header
 
@@ -89,6 +96,10 @@ class MinerHooks:
 
 
 HONEST = MinerHooks()
+
+
+class Abstained(UserError):
+    """The miner's own estimate says its block would not lower the loss by delta: nothing was submitted."""
 
 
 @dataclass
@@ -134,6 +145,7 @@ class Miner:
         self._ds = None
         self._ds_blob = b""
         self.theta_root = b""  # root of the committed state the trainer continues from
+        self._estimate = float("nan")  # the last self-check's estimated improvement (nats)
 
     # ------------------------------------------------------------------------ lazily built (jax)
     @property
@@ -207,6 +219,8 @@ class Miner:
 
         b = self._block
         mngr = checkpoint.open_manager(self._trainer_dir(), 2)
+        if b.trainer.step in mngr.all_steps():  # a block of no steps (a copied or re-applied update) saves at
+            mngr.delete(b.trainer.step)         # a step already saved: a crash now resumes from the one before
         b.trainer.save(mngr, {"theta_root": self.theta_root.hex()})
         mngr.wait_until_finished()
         mngr.close()
@@ -265,17 +279,35 @@ class Miner:
         ds = self.ds
         t["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        steps = self.cfg.miner.block_steps
-        losses = self.hooks.train(self, steps, on_step)
-        t["train"] = time.perf_counter() - t0
+        steps, delta = self.cfg.miner.block_steps, float(ctx.rules.delta)
+        tries = max(1, self.cfg.miner.max_tries)
+        for attempt in range(tries):
+            if attempt:  # the last block fell short: train another one from the tip, on the next batches
+                self.events({"event": "retraining", "height": ctx.height, "round": ctx.round, "attempt": attempt + 1,
+                             "estimated_improvement": self._estimate})
+                b.set_theta(arrays)
+            losses = self.hooks.train(self, steps, on_step)
+            t["train"] = t.get("train", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            q = quant.last_codes(b.state)
+            packed = quant.pack_update(q, self.layout)
+            theta_next = {k: np.asarray(v) for k, v in b.theta.items()}
+            out_theta, packed = self.hooks.update(self, arrays, theta_next, packed)
+            t["quantize"] = t.get("quantize", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            estimate = functools.partial(self._estimate_improvement, ctx, arrays, out_theta, attempt)
+            ok = self.hooks.self_check(self, estimate, delta)
+            t["self_check"] = t.get("self_check", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if ok:
+                break
+        else:
+            self.theta_root = b""  # the trainer holds a rejected block: reset to the tip next time
+            mc = self.cfg.miner
+            raise Abstained(f"{tries} block(s) of {steps} steps fell short of {delta * mc.self_check_margin:.4f} nats "
+                            f"({mc.self_check_margin:g} x delta) on {mc.self_check_windows} evaluation windows "
+                            f"(the last: {self._estimate:.4f}): not submitting a block the chain would slash")
         del ds
-        t0 = time.perf_counter()
-        q = quant.last_codes(b.state)
-        packed = quant.pack_update(q, self.layout)
-        theta_next = {k: np.asarray(v) for k, v in b.theta.items()}
-        out_theta, packed = self.hooks.update(self, arrays, theta_next, packed)
-        t["quantize"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         digests = state_digests(b.theta if out_theta is theta_next else out_theta, self.layout)
         if out_theta is not theta_next:  # a hook changed what is committed: the trainer continues from that
             b.set_theta(out_theta, reset_residual=False)
@@ -307,6 +339,18 @@ class Miner:
             "root_prev": ctx.root_prev.hex(), "root_next": root_next.hex(), "header_hash": signed.hash.hex(),
             "train_losses": made.train_losses, "seconds": made.seconds}).encode())
         return made
+
+    def _estimate_improvement(self, ctx: BlockContext, theta_prev: State, theta_next: State, attempt: int) -> float:
+        """L(prev) - L(next) on windows of the miner's own choosing (the round's are drawn only after
+        submission), fresh for every attempt so a retry is not judged on the windows it was chosen for."""
+        n = ctx.n_windows
+        w = min(self.cfg.miner.self_check_windows, n)
+        seed = hashlib.sha256(b"pogo/miner-self-check/v1" + self.pub + ctx.parent_hash +
+                              struct.pack("<III", ctx.height, ctx.round, attempt)).digest()
+        windows = np.random.default_rng(int.from_bytes(seed[:8], "little")).choice(n, size=w, replace=False)
+        ds = self.ds
+        self._estimate = self.evaluator.loss(theta_prev, ds, windows) - self.evaluator.loss(theta_next, ds, windows)
+        return self._estimate
 
     def prove(self, made: Made) -> bytes:
         """The signed bundle for a recorded candidate whose round's beacon is revealed."""
@@ -359,7 +403,12 @@ class Miner:
                 return self.mine_round(timeout, on_step)
             if made is None:
                 self.events({"event": "training", "height": r.height, "round": r.round})
-                made = self.make_candidate(v.context(), on_step)
+                try:
+                    made = self.make_candidate(v.context(), on_step)
+                except Abstained as e:
+                    self.events({"event": "abstained", "height": r.height, "round": r.round, "detail": str(e)})
+                    return {"height": r.height, "round": r.round, "header_hash": None, "status": "abstained",
+                            "reason": "SELF_CHECK", "detail": str(e), "train_losses": []}
             try:
                 acc = self.hooks.submit(self, made)
             except Refused as e:
