@@ -18,6 +18,7 @@ BENCH_FIELDS = [
     "block.train_s", "block.quantize_s", "block.commit_s", "block.prove_s", "block.pogo_overhead_s",
     "block.pogo_overhead_fraction", "block.full_verify_s", "block.full_verify_fraction_of_mining",
     "block.light_verify_s", "block.bundle_bytes", "merkle.leaf_hash_GBps", "merkle.commit_s",
+    "block.full_verify_parts_s.rebuild", "block.full_verify_parts_s.loss",  # read by pogo costs
     "proof.k", "proof.proof_bytes_binary", "proof.bundle_bytes_measured", "light_verify_s", "full_verify_s",
     "roots.root_prev", "roots.root_next", "roots.root_q", "chain.finalize.no_claims.seconds_median",
     "chain.finalize.claims.seconds_median", "chain.audit.seconds_per_block", "chain.audit.fraction_of_full_verification",

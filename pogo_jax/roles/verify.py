@@ -66,6 +66,7 @@ def verify(bundle: Bundle, ctx: BlockContext, tier: str, full: FullInputs | None
     t0 = time.perf_counter()
     res = verify_full(bundle, ctx, full.theta_prev(ctx), full.update(ctx), full.dataset(ctx), full.evaluator_for())
     timings.append(("full", time.perf_counter() - t0))
+    timings += list(res.timings.items())  # its parts: rebuild (update, theta_next, roots) and loss
     return Verdict(res.accept, "full", res.reason, res.detail, res.loss_prev, res.loss_next, tuple(timings))
 
 
