@@ -54,7 +54,7 @@ def main() -> int:
            "loadavg_before": load}
     if args.targets:
         res["cli_commit"] = bm.bench_cli_commit(args.cli_leaves, repeats=args.repeats or 3)
-        res["host_scaling"] = bm.bench_host_scaling(repeats=args.repeats or 5)
+        res["host_scaling"] = bm.bench_host_scaling(repeats=args.repeats or 11)
         res["loadavg_after"] = _loadavg()
         write_json(out / f"commit_{backend}.json", res)
         (out / f"commit_{backend}.md").write_text(bm.markdown_targets(res))

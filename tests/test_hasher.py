@@ -200,7 +200,23 @@ def dies_in_child(p):
     return host_hash._hashlib_piece(p[0], p[1], prefix)
 pieces = [(rows[i : i + 256].view(np.uint8).reshape(-1, 4096), first + np.arange(i, min(i + 256, 2100), dtype=np.uint64))
           for i in range(0, 2100, 256)]
-assert b"".join(host_hash._forked(dies_in_child, pieces, 2)) == want.tobytes()  # the share is redone here
+assert b"".join(host_hash._forked(dies_in_child, pieces, 2)) == want.tobytes()  # its claims are redone here
+
+done_in_child = []
+def dies_after_two(p):  # the child's first two pieces are done and trusted, what it claimed next is redone
+    if os.getpid() != parent:
+        if len(done_in_child) == 2:
+            os._exit(3)
+        done_in_child.append(1)
+    return host_hash._hashlib_piece(p[0], p[1], prefix)
+assert b"".join(host_hash._forked(dies_after_two, pieces, 2)) == want.tobytes()
+
+# the scratch buffer is left out of forks: a child of ours (or of any user code) that hashes maps its own
+pid = os.fork()
+if pid == 0:
+    _, again = host_hash.hash_jobs(host_hash.array_jobs(rows, 1024, first), mh.TAG_PARAM, mode="serial")
+    os._exit(0 if np.array_equal(again, want) else 1)
+assert os.waitpid(pid, 0)[1] == 0, "a forked child could not hash with its parent's scratch gone"
 assert "jax" not in sys.modules
 print("ok")
 """
