@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+LEAF = 1024  # elements per leaf of the benchmarked update (the protocol default)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -103,14 +105,17 @@ def raw_socket_copy(path: Path) -> tuple[float, float]:
 
 def big_update(tmp: Path, mb: int):  # noqa: ANN201
     """A chain whose update is ``mb`` MB (a zero genesis state of ~2 * mb M parameters), with its node stopped."""
-    from chainkit import Kit, S
-
-    n_leaves = mb * (1 << 20) // (S // 64 + S // 2)
     import chainkit
+    from chainkit import G, Kit
 
-    small, chainkit.SHAPES = chainkit.SHAPES, {"w": (n_leaves * S,)}
+    from pogo_jax.spec.update import update_leaf_bytes
+
+    # the protocol's default layout (1024-element leaves, 528 bytes on the wire), not the tests' small one
+    n_leaves = mb * (1 << 20) // update_leaf_bytes(LEAF, G)
+    small, chainkit.SHAPES = chainkit.SHAPES, {"w": (n_leaves * LEAF,)}
     try:
-        return Kit(tmp, n_verifiers=3, submit_window_ms=2000, prove_window_ms=600_000, attest_window_ms=600_000)
+        return Kit(tmp, n_verifiers=3, submit_window_ms=2000, prove_window_ms=600_000, attest_window_ms=600_000,
+                   leaf_size=LEAF)
     finally:  # the later benchmarks' chains keep the small test model (a 2 GB genesis each ran out of memory)
         chainkit.SHAPES = small
 

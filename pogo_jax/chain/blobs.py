@@ -13,16 +13,18 @@ import contextlib
 import hashlib
 import os
 import re
-import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
+from pogo_jax.commit import host_hash
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec import merkle as mh
 
 _SHA = re.compile(r"[0-9a-f]{64}")
-_U64 = struct.Struct("<Q")
+_DIGEST = type(hashlib.sha256()).digest
 CHUNK = 1 << 20
 
 
@@ -33,38 +35,96 @@ def check_sha(name: str) -> bytes:
     return bytes.fromhex(name)
 
 
-class LeafHasher:
-    """Merkle leaf hashes of a byte stream cut into ``leaf_len``-byte leaves (tag, global index).
+def _node_level(level: bytes) -> bytes:
+    """One level up a perfect run of 32-byte digests: ``sha256(0x01 || left || right)`` per pair, every
+    pair in one 65-byte row of a buffer and one hashlib call each (no Python loop per node)."""
+    n = len(level) // 64
+    buf = np.empty((n, 65), np.uint8)
+    buf[:, 0] = 1
+    buf[:, 1:] = np.frombuffer(level, np.uint8).reshape(n, 64)
+    flat = memoryview(buf.reshape(-1))
+    return b"".join(map(_DIGEST, map(hashlib.sha256, (flat[i * 65 : (i + 1) * 65] for i in range(n)))))
 
-    One SHA-256 call per leaf from a copy of the hashed 56-byte header prefix: the Python cost per leaf,
-    not SHA-256 itself, bounds this (about 270 MB/s of 528-byte update leaves on one core here)."""
+
+class StreamingRoot:
+    """The Merkle root of a stream of leaf digests in O(log n) memory, bit for bit ``mh.root``.
+
+    Digests are folded into perfect subtrees of ``block`` leaves as they arrive and kept as a binary
+    counter of subtree roots (sizes strictly decreasing); the root is the right fold of those and the
+    tail's own root, which is the RFC 9162 split at the largest power of two that ``mh.tree_levels``
+    (pair adjacent nodes, carry an odd one up) also computes. A node that kept every digest held 16
+    bytes of Python object per leaf beside the 32 of the digest (37 MB for a 268 MB update)."""
+
+    def __init__(self, block: int = 4096) -> None:
+        if block < 1 or block & (block - 1):
+            raise ValueError("block must be a power of two")
+        self.block, self.n = block, 0
+        self._stack: list[tuple[int, bytes]] = []  # (leaves, subtree root), leaves strictly decreasing
+        self._tail = bytearray()
+
+    def add(self, digests: bytes) -> None:
+        """Append leaf digests (a multiple of 32 bytes)."""
+        if len(digests) % 32:
+            raise ValueError("leaf digests come in 32 bytes each")
+        self._tail += digests
+        self.n += len(digests) // 32
+        width = 32 * self.block
+        while len(self._tail) >= width:
+            level = bytes(self._tail[:width])
+            del self._tail[:width]
+            while len(level) > 32:
+                level = _node_level(level)
+            self._push(self.block, level)
+
+    def _push(self, size: int, node: bytes) -> None:
+        while self._stack and self._stack[-1][0] == size:
+            _, left = self._stack.pop()
+            node, size = mh.node_hash(left, node), 2 * size
+        self._stack.append((size, node))
+
+    def root(self) -> bytes:
+        if not self.n:
+            raise ValueError("a Merkle tree needs at least one leaf")
+        tail = bytes(self._tail)
+        acc = mh.root([tail[i : i + 32] for i in range(0, len(tail), 32)]) if tail else None
+        for _, node in reversed(self._stack):
+            acc = node if acc is None else mh.node_hash(node, acc)
+        return acc
+
+
+class LeafHasher:
+    """Merkle leaf hashes of a byte stream cut into ``leaf_len``-byte leaves (tag, global index), folded
+    into the root as they come.
+
+    Whole leaves of each chunk go through the host lowering of the leaf hasher (``H64 || leaf`` rows,
+    one hashlib call per leaf from C, no Python per leaf); only the tail of a chunk that does not end
+    on a leaf boundary is kept for the next one."""
 
     def __init__(self, tag: bytes, leaf_len: int) -> None:
         self.tag, self.leaf_len = tag, leaf_len
-        self.digests: list[bytes] = []
-        self._buf = bytearray()
-        self._base = hashlib.sha256(mh.leaf_header(tag, 0)[:56])
+        self.tree = StreamingRoot()
+        self._rest = b""
+
+    @property
+    def n_leaves(self) -> int:
+        return self.tree.n
 
     def update(self, chunk: bytes) -> None:
-        self._buf += chunk
+        data = self._rest + bytes(chunk) if self._rest else bytes(chunk)
         L = self.leaf_len
-        n = len(self._buf) // L
-        if not n:
-            return
-        view, base, pack, out = memoryview(self._buf), self._base, _U64.pack, self.digests
-        i0 = len(out)
-        for j in range(n):
-            h = base.copy()
-            h.update(pack(i0 + j))
-            h.update(view[j * L:(j + 1) * L])
-            out.append(h.digest())
-        view.release()
-        del self._buf[: n * L]
+        n = len(data) // L
+        if n:
+            rows = np.frombuffer(data, np.uint8, n * L).reshape(n, L)
+            index = np.arange(self.tree.n, self.tree.n + n, dtype=np.uint64)
+            _, digests = host_hash.hash_jobs([(rows, index)], self.tag, "hashlib", mode="serial")
+            self.tree.add(digests.tobytes())
+        self._rest = data[n * L :]
+
     def root(self) -> bytes | None:
         """The root, or None if the stream did not end on a leaf boundary (or was empty)."""
-        if self._buf or not self.digests:
+        if self._rest or not self.tree.n:
             return None
-        return mh.root(self.digests)
+        return self.tree.root()
 
 
 class Upload:

@@ -172,10 +172,19 @@ class Framed:
         """The next ``n`` bytes (or everything left) as chunks."""
         left = n
         while left is None or left > 0:
-            if not self._buf:
-                await self._fill(1)
-                if not self._buf:
+            if not self._buf:  # the common case: pass the server's chunk on without copying it
+                try:
+                    chunk = await self._it.__anext__()
+                except StopAsyncIteration:
+                    self._done = True
                     break
+                if left is None or len(chunk) <= left:
+                    if left is not None:
+                        left -= len(chunk)
+                    if chunk:
+                        yield chunk
+                    continue
+                self._buf += chunk
             take = len(self._buf) if left is None else min(left, len(self._buf))
             out = bytes(self._buf[:take])
             del self._buf[:take]
