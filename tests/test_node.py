@@ -215,3 +215,57 @@ def test_stalled_uploads_are_cut_off_and_free_their_connection_slots(tmp_path) -
             assert b" 408 " in head, head
             s.close()
         assert kit.st.seq == 1  # nothing recorded
+
+
+def test_a_miner_holds_at_most_two_uploads_and_every_ending_frees_its_slot(tmp_path) -> None:
+    """One registered miner opened as many uploads of its (valid) header as the node had connection slots
+    and never finished them: each held a slot and a temp file of a whole update, so no other miner could
+    submit in the window and the attacker's own candidate was the round's only one. Now a miner has at
+    most ``MAX_UPLOADS_PER_MINER`` uploads in flight (a third is 429 UPLOADS_IN_FLIGHT), other miners are
+    unaffected, and a slot comes back however its upload ends (refused root, dropped, cut off)."""
+    from pogo_jax.chain.chain import MAX_UPLOADS_PER_MINER
+    from pogo_jax.errors import Rejected
+
+    kit = Kit(tmp_path, n_miners=3)
+    m0, m1, m2 = (kit.make(i) for i in range(3))
+    tmp_files = lambda: sorted(kit.chain.blobs.tmp_dir.iterdir())  # noqa: E731
+
+    # in process: the cap, and the slot given back by a refused root and by a drop
+    held = [kit.chain.begin_candidate(m0.header_bytes) for _ in range(MAX_UPLOADS_PER_MINER)]
+    with pytest.raises(Rejected) as e:
+        kit.chain.begin_candidate(m0.header_bytes)
+    assert e.value.code == "UPLOADS_IN_FLIGHT"
+    held[0].write(bytes(len(m0.update)))  # the right length, the wrong bytes
+    with pytest.raises(Rejected, match="ROOT_Q_MISMATCH"):
+        kit.chain.finish_candidate(held[0])
+    held[1].close()
+    assert tmp_files() == []
+    again = [kit.chain.begin_candidate(m0.header_bytes) for _ in range(MAX_UPLOADS_PER_MINER)]
+    for cu in again:
+        cu.close()
+    assert kit.st.seq == 1  # nothing recorded yet
+
+    # over HTTP: two stalled uploads of miner 0, cut off after idle_s
+    pace = BodyPace(idle_s=1.5, grace_s=60.0, min_rate=1.0)
+    with serve(kit.chain, body_pace=pace) as url:
+        host, port = url.removeprefix("http://").split(":")
+        body = frame(m0.header_bytes) + m0.update
+        socks = []
+        for _ in range(MAX_UPLOADS_PER_MINER):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(f"POST /v1/candidates HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n"
+                      f"content-length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+            socks.append(s)
+        wait_for(lambda: len(tmp_files()) == MAX_UPLOADS_PER_MINER, timeout=5)
+        c = NodeClient(url)
+        with pytest.raises(Refused) as e:
+            c.submit_candidate(m0.header_bytes, m0.update)
+        assert (e.value.status, e.value.code) == (429, "UPLOADS_IN_FLIGHT") and "\n" not in str(e.value)
+        assert c.submit_candidate(m1.header_bytes, m1.update)["result"] == "admitted"  # others are not blocked
+        wait_for(lambda: tmp_files() == [], timeout=10)  # the stalled two are cut off (408) ...
+        for s in socks:
+            assert b" 408 " in s.recv(4096).split(b"\r\n")[0]
+            s.close()
+        assert c.submit_candidate(m0.header_bytes, m0.update)["result"] == "admitted"  # ... and their slots free
+        assert c.submit_candidate(m2.header_bytes, m2.update)["result"] == "admitted"
+    assert kit.st.seq == 4

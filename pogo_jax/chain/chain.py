@@ -43,6 +43,11 @@ log = logging.getLogger("pogo.chain")
 Clock = Callable[[], int]
 MAX_HEADER_BYTES = 1 << 16
 MAX_EPOCH_BLOB = 1 << 36
+# Updates a miner may have uploading at once (one, and a retry whose broken first try the node has not
+# noticed yet). Node policy, not a consensus rule: without it one registered miner held every connection
+# slot, and a temp file of a whole update each, with uploads it never finished, so no other miner could
+# submit in the window.
+MAX_UPLOADS_PER_MINER = 2
 
 
 def wall_ms() -> int:
@@ -70,12 +75,19 @@ class CandidateUpload:
     header_bytes: bytes
     upload: Upload
     hasher: LeafHasher
+    release: Callable[[], None] = lambda: None  # gives back the miner's upload slot (idempotent)
 
     def write(self, chunk: bytes) -> None:
         self.upload.write(chunk)
 
     def discard(self) -> None:
         self.upload.discard()
+        self.release()
+
+    def close(self) -> None:
+        """Whatever happened (recorded, refused, cut off, cancelled): the temp file is gone and the slot
+        is free. Harmless after ``finish_candidate`` stored the blob (the temp file was renamed)."""
+        self.discard()
 
 
 class Chain:
@@ -89,6 +101,7 @@ class Chain:
         self.blobs.clean_tmp()
         self.key: PrivateKey = load_private_pem(self.dir / "node.pem")
         self.state = self._replay()
+        self._uploading: dict[bytes, int] = {}  # miner key -> candidate uploads in flight
         if public_bytes(self.key) != self.state.genesis.node_key:
             raise UserError(f"{self.dir}/node.pem is not the node key the genesis record names")
         self._check_tables()
@@ -204,10 +217,9 @@ class Chain:
         try:
             for chunk in chunks:
                 begun.write(chunk)
-        except BaseException:
-            begun.discard()
-            raise
-        return self.finish_candidate(begun)
+            return self.finish_candidate(begun)
+        finally:
+            begun.close()
 
     def begin_candidate(self, header_bytes: bytes) -> Accepted | CandidateUpload:
         """Check a candidate's signed header before any update byte is read. A duplicate returns its
@@ -224,9 +236,38 @@ class Chain:
             if verdict != "ok":
                 acc = self._append("candidate", header_bytes)
                 return Accepted(acc.seq, "candidate", acc.result, signed.hash.hex())
+            release = self._take_upload_slot(signed.body.miner_key)
         lay = self.state.genesis.layout
         hasher = LeafHasher(mh.TAG_QUPD, upd.update_leaf_bytes(lay.leaf_size, lay.group_size))
-        return CandidateUpload(signed, header_bytes, self.blobs.upload(update_size(lay), hasher), hasher)
+        try:
+            up = self.blobs.upload(update_size(lay), hasher)
+        except BaseException:
+            release()
+            raise
+        return CandidateUpload(signed, header_bytes, up, hasher, release)
+
+    def _take_upload_slot(self, miner: bytes) -> Callable[[], None]:
+        """One of the miner's ``MAX_UPLOADS_PER_MINER`` upload slots, and the function that frees it once."""
+        with self.lock:
+            held = self._uploading.get(miner, 0)
+            if held >= MAX_UPLOADS_PER_MINER:
+                raise Rejected("UPLOADS_IN_FLIGHT", f"this miner already has {held} updates uploading to the "
+                                                    "node; finish or drop one first")
+            self._uploading[miner] = held + 1
+        freed = threading.Event()
+
+        def release() -> None:
+            with self.lock:
+                if freed.is_set():
+                    return
+                freed.set()
+                left = self._uploading[miner] - 1
+                if left:
+                    self._uploading[miner] = left
+                else:
+                    del self._uploading[miner]
+
+        return release
 
     def finish_candidate(self, cu: CandidateUpload) -> Accepted:
         """The update is complete: check its length and root_q, store it, record the candidate. The header
@@ -255,9 +296,8 @@ class Chain:
                     if sha not in self.referenced_blobs():
                         self.blobs.remove(sha)
                     raise
-        except BaseException:
-            cu.upload.discard()
-            raise
+        finally:
+            cu.close()
         return Accepted(acc.seq, "candidate", acc.result, cu.signed.hash.hex())
 
     def submit_bundle(self, data: bytes) -> Accepted:

@@ -23,6 +23,7 @@ log = logging.getLogger("pogo.http")
 FORBIDDEN = {"BAD_SIGNATURE", "WRONG_SIGNER", "UNREGISTERED_MINER", "UNREGISTERED_VERIFIER", "SLASHED_MINER",
              "SLASHED_VERIFIER", "WRONG_NODE", "NOT_BOUND"}
 NOT_FOUND = {"UNKNOWN_HEADER", "NOT_FOUND"}
+TOO_MANY = {"UPLOADS_IN_FLIGHT"}
 CLIENT_ERRORS = (MalformedInput, Rejected, UserError)
 
 
@@ -47,7 +48,7 @@ def client_error(e: Exception) -> JSONResponse:
     if isinstance(e, TooSlow):
         return error(408, str(e), "TOO_SLOW")
     if isinstance(e, Rejected):
-        status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 409
+        status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 429 if e.code in TOO_MANY else 409
         return error(status, f"{e.code}: {e.detail}", e.code)
     return error(400, str(e), "MALFORMED")
 
