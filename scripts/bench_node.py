@@ -191,8 +191,10 @@ def bench_attest_latency(tmp: Path, n_clients: int = 32, n_candidates: int = 8) 
         kit.submit(m)
     kit.close_submit()
     for m in made:
-        kit.chain.submit_bundle(kit.bundle(m))
-    bodies = [[kit.attest(v, m, losses=(3.0, 2.0 + 0.01 * i)) for i, m in enumerate(made)] for v in range(n_clients)]
+        kit.chain.submit_bundle(kit.bundle(m, losses=(3.0, 2.0)))
+    # Full accepts within the loss tolerance of the miner's reported losses, so every one is admitted: a
+    # latency measured on rejections (INCONSISTENT_LOSS) would time the cheap path.
+    bodies = [[kit.attest(v, m, losses=(3.0, 2.0 + 0.001 * i)) for i, m in enumerate(made)] for v in range(n_clients)]
     kit.chain.close()
     node = Child("node", "serve", "--dir", str(tmp / "node"), "--port", "0")
     lat: list[float] = []
@@ -222,8 +224,10 @@ def bench_attest_latency(tmp: Path, n_clients: int = 32, n_candidates: int = 8) 
         wall = time.perf_counter() - t0
     finally:
         node.stop()
+    if set(codes) != {200}:
+        raise SystemExit(f"bench_node: attestations not all admitted: status codes {sorted(set(codes))}")
     a = np.array(lat) * 1e3
-    return {"clients": n_clients, "requests": len(lat), "all_200": set(codes) == {200}, "wall_s": wall,
+    return {"clients": n_clients, "requests": len(lat), "all_200": True, "wall_s": wall,
             "requests_per_s": len(lat) / wall, "latency_ms_p50": float(np.percentile(a, 50)),
             "latency_ms_p99": float(np.percentile(a, 99)), "latency_ms_max": float(a.max())}
 

@@ -38,9 +38,17 @@ def test_leaf_hasher_over_arbitrary_chunks_is_the_spec_root_and_refuses_a_partia
     for leaf_len in (132, 528):
         data = rng.bytes(leaf_len * int(rng.integers(1, 5000)))
         h, i = LeafHasher(mh.TAG_QUPD, leaf_len), 0
+        reused = bytearray(3 * leaf_len)  # a caller's receive buffer, overwritten after each update
         while i < len(data):
             k = int(rng.integers(1, 3 * leaf_len))
-            h.update(data[i : i + k])
+            piece = data[i : i + k]
+            kind = int(rng.integers(3))
+            if kind == 2:
+                reused[: len(piece)] = piece
+                h.update(memoryview(reused)[: len(piece)])
+                reused[:] = rng.bytes(len(reused))
+            else:
+                h.update(piece if kind == 0 else bytearray(piece))
             i += k
         rows = np.frombuffer(data, np.uint8).reshape(-1, leaf_len)
         assert h.root() == mh.root(mh.leaf_hashes(mh.TAG_QUPD, rows)), f"seed={seed}"

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,15 +36,32 @@ def check_sha(name: str) -> bytes:
     return bytes.fromhex(name)
 
 
+class _NodeRows(threading.local):
+    """This thread's ``0x01 || left || right`` rows and a memoryview per row, made once: slicing a
+    view per node cost as much as the node's hash (uploads run in several threads, hence one each)."""
+
+    buf: np.ndarray | None = None
+    views: list[memoryview] = []
+
+    def get(self, n: int) -> tuple[np.ndarray, list[memoryview]]:
+        if self.buf is None or len(self.buf) < n:
+            self.buf = np.empty((max(n, 2048), 65), np.uint8)
+            self.buf[:, 0] = 1
+            flat = memoryview(self.buf.reshape(-1))
+            self.views = [flat[i * 65 : (i + 1) * 65] for i in range(len(self.buf))]
+        return self.buf, self.views
+
+
+_node_rows = _NodeRows()
+
+
 def _node_level(level: bytes) -> bytes:
     """One level up a perfect run of 32-byte digests: ``sha256(0x01 || left || right)`` per pair, every
     pair in one 65-byte row of a buffer and one hashlib call each (no Python loop per node)."""
     n = len(level) // 64
-    buf = np.empty((n, 65), np.uint8)
-    buf[:, 0] = 1
-    buf[:, 1:] = np.frombuffer(level, np.uint8).reshape(n, 64)
-    flat = memoryview(buf.reshape(-1))
-    return b"".join(map(_DIGEST, map(hashlib.sha256, (flat[i * 65 : (i + 1) * 65] for i in range(n)))))
+    buf, views = _node_rows.get(n)
+    buf[:n, 1:] = np.frombuffer(level, np.uint8).reshape(n, 64)
+    return b"".join(map(_DIGEST, map(hashlib.sha256, views[:n])))
 
 
 class StreamingRoot:
@@ -110,15 +128,26 @@ class LeafHasher:
         return self.tree.n
 
     def update(self, chunk: bytes) -> None:
-        data = self._rest + bytes(chunk) if self._rest else bytes(chunk)
+        """Hash the whole leaves ``chunk`` completes; the chunk is read in place, never copied whole
+        (a copy per 1 MiB chunk cost a quarter of the upload's hashing)."""
+        mv = memoryview(chunk).cast("B")
         L = self.leaf_len
-        n = len(data) // L
+        if self._rest:
+            need = L - len(self._rest)
+            if len(mv) < need:
+                self._rest += bytes(mv)
+                return
+            self._leaves(np.frombuffer(self._rest + bytes(mv[:need]), np.uint8).reshape(1, L))
+            mv, self._rest = mv[need:], b""
+        n = len(mv) // L
         if n:
-            rows = np.frombuffer(data, np.uint8, n * L).reshape(n, L)
-            index = np.arange(self.tree.n, self.tree.n + n, dtype=np.uint64)
-            _, digests = host_hash.hash_jobs([(rows, index)], self.tag, "hashlib", mode="serial")
-            self.tree.add(digests.tobytes())
-        self._rest = data[n * L :]
+            self._leaves(np.frombuffer(mv, np.uint8, n * L).reshape(n, L))
+        self._rest = bytes(mv[n * L :])
+
+    def _leaves(self, rows: np.ndarray) -> None:
+        index = np.arange(self.tree.n, self.tree.n + len(rows), dtype=np.uint64)
+        _, digests = host_hash.hash_jobs([(rows, index)], self.tag, "hashlib", mode="serial")
+        self.tree.add(digests.tobytes())
 
     def root(self) -> bytes | None:
         """The root, or None if the stream did not end on a leaf boundary (or was empty)."""
@@ -136,6 +165,7 @@ class Upload:
         self._f = os.fdopen(fd, "wb")
         self._sha = hashlib.sha256()
         self.size = 0
+        self._closed = False  # committed or discarded: the temp name is no longer ours
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -152,6 +182,8 @@ class Upload:
 
     def commit(self) -> bytes:
         """fsync and move into place under the hash; returns it."""
+        if self._closed:
+            raise RuntimeError("upload already committed or discarded")
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -164,9 +196,14 @@ class Upload:
             os.chmod(self.tmp, 0o444)
             os.replace(self.tmp, final)
             _fsync_dir(final.parent)
+        self._closed = True
         return sha
 
     def discard(self) -> None:
+        """Drop the temp file; a no-op once committed or discarded (another upload may hold the name)."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(OSError):
             self._f.close()
         with contextlib.suppress(FileNotFoundError):

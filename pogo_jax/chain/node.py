@@ -82,13 +82,30 @@ def _round_view(chain: Chain) -> dict:
                             "votes": len(c.votes)} for h, c in r.candidates.items()]}
 
 
+STREAM_BATCH = 1 << 20  # bytes gathered from the server's chunks (64 KiB each) before one worker-thread hop
+
+
 async def _stream_into(chunks, write, discard=None) -> None:  # noqa: ANN001 - async iterator, callables
-    """``write`` every chunk in a worker thread, one after the other (measured: overlapping the write of
-    chunk k with the read of chunk k+1 made a 64 MB upload 20% slower, the two threads fighting for
-    the GIL), then ``discard`` on any failure."""
+    """``write`` the chunks in a worker thread, about 1 MiB at a time, one batch after the other, then
+    ``discard`` on any failure. Measured on a 64 MB upload: a hop per server chunk cost more than the
+    leaf hashing it fed, and overlapping the write of one batch with the read of the next was 20%
+    slower (the two threads fight for the GIL)."""
+    batch: list[bytes] = []
+    size = 0
+
+    def flush(parts: list[bytes]) -> None:
+        for part in parts:
+            write(part)
+
     try:
         async for chunk in chunks:
-            await run_in_threadpool(write, chunk)
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= STREAM_BATCH:
+                await run_in_threadpool(flush, batch)
+                batch, size = [], 0
+        if batch:
+            await run_in_threadpool(flush, batch)
     except BaseException:
         if discard is not None:
             discard()
@@ -202,8 +219,11 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         if isinstance(begun, Accepted):
             await fr.drain(update_size(chain.state.genesis.layout))
             return _accepted(begun)
-        await _stream_into(fr.chunks(), begun.write, begun.discard)
-        return _accepted(await run_in_threadpool(chain.finish_candidate, begun))
+        try:
+            await _stream_into(fr.chunks(), begun.write)
+            return _accepted(await run_in_threadpool(chain.finish_candidate, begun))
+        finally:
+            begun.close()  # also when the request is cancelled between the two: the slot must come back
 
     async def post_bundle(request: Request) -> Response:
         want_type(request, "application/octet-stream")
