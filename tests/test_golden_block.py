@@ -29,9 +29,14 @@ from pogo_jax.spec.keys import public_bytes
 from pogo_jax.spec.records import Participant
 
 GOLDEN_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8"}
-# By numerics probe. 3161e9c33cee972f: AMD EPYC (Zen 3, AVX2, no AVX-512), pinned 2026-12-03; the pin of
-# 2026-12-02 (header eae4563c...) came from a host whose probe was not recorded.
+# By numerics probe. 3161e9c33cee972f: AMD EPYC (Zen 3, AVX2, no AVX-512), pinned 2026-12-03;
+# 136ec658827c756a: AMD EPYC with AVX-512, probed 2026-12-03, whose bytes are those first pinned on 2026-12-02.
 GOLDEN = {
+    "136ec658827c756a": {
+        "header": "eae4563c0f5182dea487e7b35c1c5267ff15b406633d6fa8dd0704fd3a7749b4",
+        "update": "c0ea0e166a071b98687f8b4f2f36d5904959d2f4f02d9aff631d07483f5d5f7b",
+        "bundle": "1546f1b1c1fcf392809d63c6cd3c6ce59427147337d5f04db99ea15e86e75b86",
+    },
     "3161e9c33cee972f": {
         "header": "c28cf42e2ba4331db8096afba4417b0981243f9fdea6d9dec2560d8ffc35f05c",
         "update": "2a3b05de0c1fc76c7261a570b03d8624a02996347e70cc259b302e53b3775048",

@@ -10,7 +10,8 @@ header for a round (which would be equivocation):
     WORK/quant-<step>.npz         the block quantizer's state (residual, key) for that trainer step
     WORK/states/<root>.npz        committed states it holds, by root, with ``<root>.digests`` (32-byte leaf
                                   hashes): a state whose root is known is never hashed again
-    WORK/candidates/<h>-<a>/      the candidate of round (h, a): header.json, update.qupd, meta.json
+    WORK/candidates/<h>-<a>/      the candidate of round (h, a): header.json, update.qupd, its leaf hashes
+                                  update.digests.npy, meta.json (written last: the candidate is complete)
     WORK/data/<sha>.pogodata      the chain's dataset, fetched by hash and checked once
 
 Where a miner could deviate from the protocol, ``Miner`` calls a ``MinerHooks`` method; the defaults
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pogo_jax.chain.view import ChainView
+from pogo_jax.commit import merkle
 from pogo_jax.commit.hasher import param_leaf_hashes
 from pogo_jax.config import Config
 from pogo_jax.errors import UserError
@@ -45,7 +47,7 @@ from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.header import Header, read_signed_header, sign_header
 from pogo_jax.spec.keys import PrivateKey, public_bytes
 from pogo_jax.spec.layout import to_leaves
-from pogo_jax.spec.state import State, load_state, save_state, update_root
+from pogo_jax.spec.state import State, load_state, save_state
 
 Event = Callable[[dict], None]
 
@@ -96,6 +98,7 @@ class MinerHooks:
 
 
 HONEST = MinerHooks()
+UPDATE_DIGESTS = "update.digests.npy"  # beside update.qupd: its leaf hashes, kept from the commit
 
 
 class Abstained(UserError):
@@ -312,7 +315,8 @@ class Miner:
         if out_theta is not theta_next:  # a hook changed what is committed: the trainer continues from that
             b.set_theta(out_theta, reset_residual=False)
         root_next = mh.root(digests)
-        root_q = update_root(packed)
+        cq = merkle.commit_leaves(np.ascontiguousarray(packed), mh.TAG_QUPD, self.layout)  # hashed once, kept
+        root_q = cq.root
         t["commit"] = time.perf_counter() - t0
         r = self.view.state.round
         header = Header(
@@ -330,6 +334,7 @@ class Miner:
         self._save_trainer()
         d = self._cand_dir(ctx.height, ctx.round)
         atomic_write_bytes(d / "update.qupd", np.ascontiguousarray(packed).tobytes())
+        cq.save(d / UPDATE_DIGESTS)
         atomic_write_bytes(d / "header.json", signed.to_bytes())
         made = Made(ctx.height, ctx.round, signed.to_bytes(), d / "update.qupd", ctx.root_prev, root_next,
                     [float(x) for x in losses], {k: round(v, 3) for k, v in t.items()})
@@ -352,6 +357,18 @@ class Miner:
         self._estimate = self.evaluator.loss(theta_prev, ds, windows) - self.evaluator.loss(theta_next, ds, windows)
         return self._estimate
 
+    def update_commitment(self, made: Made, packed: np.ndarray) -> merkle.Commitment:
+        """The update's leaf hashes as kept at commit, refused unless they give the header's root_q (a
+        candidate kept by an older version has none: its update is hashed once more, here)."""
+        root_q = made.signed.body.root_q
+        path = made.update_path.parent / UPDATE_DIGESTS
+        if path.is_file():
+            try:
+                return merkle.Commitment.load(path, root_q, mh.TAG_QUPD, self.layout)
+            except ValueError as e:
+                raise UserError(f"{path}: {e} (corrupt work dir?)") from None
+        return merkle.commit_leaves(packed, mh.TAG_QUPD, self.layout)
+
     def prove(self, made: Made) -> bytes:
         """The signed bundle for a recorded candidate whose round's beacon is revealed."""
         ctx = self.view.context(made.hash)
@@ -367,7 +384,7 @@ class Miner:
         lp, ln = to_leaves(ap, self.layout), to_leaves(an, self.layout)
         trees = [mh.make_openings(dp, {i: lp[i].tobytes() for i in idx}),
                  mh.make_openings(dn, {i: ln[i].tobytes() for i in idx}),
-                 mh.make_openings(mh.leaf_hashes(mh.TAG_QUPD, packed), {i: packed[i].tobytes() for i in idx})]
+                 merkle.open_from_digests(packed, self.update_commitment(made, packed), idx)]
         for i, a, bb in zip(idx, trees[0], trees[1], strict=True):
             if mh.leaf_hash(mh.TAG_PARAM, i, a.leaf) != dp[i] or mh.leaf_hash(mh.TAG_PARAM, i, bb.leaf) != dn[i]:
                 raise UserError(f"{self.work}: a kept state does not match its leaf hashes (corrupt work dir?)")

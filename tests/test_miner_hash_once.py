@@ -1,0 +1,81 @@
+"""A block hashes each new state once: ``theta_next`` and the update at commit, never ``theta_prev`` (its root
+is the tip's) and nothing at all when proving, whose openings come from the leaf hashes the miner kept.
+Before, ``prove`` hashed the whole update again through the spec's one-leaf-at-a-time loop."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from chainkit import FakeClock, key, make_dataset
+
+from pogo_jax.chain.beacon import BeaconService
+from pogo_jax.chain.client import LocalClient
+from pogo_jax.commit import host_hash
+from pogo_jax.config import load_config
+from pogo_jax.errors import UserError
+from pogo_jax.roles.governance import create_chain
+from pogo_jax.roles.miner import UPDATE_DIGESTS, Miner
+from pogo_jax.roles.verify import Verifier
+from pogo_jax.spec import merkle as mh
+from pogo_jax.spec.keys import public_bytes
+from pogo_jax.spec.records import Participant
+
+
+def test_a_block_hashes_each_new_state_once_and_proves_from_the_kept_hashes(tmp_path, monkeypatch) -> None:
+    cfg = load_config("tiny", ["miner.block_steps=2", "miner.self_check_windows=0", "chain.k_leaves=16",
+                               f"data.path={make_dataset(tmp_path / 'd.pogodata', seed=3)}"])
+    clock = FakeClock()
+    beacon = BeaconService.create(tmp_path / "beacon", length=16, secret=hashlib.sha256(b"hash once").digest(),
+                                  clock=clock)
+    m, v, node = key("hash-once miner"), key("hash-once verifier"), key("hash-once node")
+    parts = [Participant(public_bytes(m), "miner", "m", 1000), Participant(public_bytes(v), "verifier", "v", 1000)]
+    chain = create_chain(tmp_path / "node", cfg, key("hash-once gov"), node, beacon.info(), parts, clock=clock)
+    chain.beacon = beacon
+    beacon.bind(cfg.chain.chain_id, public_bytes(node))
+    client = LocalClient(chain)
+    miner = Miner(client, m, tmp_path / "miner", cfg)
+    ctx = miner.view.context()
+    miner.tip_state(ctx)  # the tip as the chain serves it, re-derived and kept once (here: genesis)
+    assert miner.ds  # and the chain's dataset, fetched and checked against its data root once
+    hashed: list[int] = []
+    real_jobs, real_spec = host_hash.hash_jobs, mh.leaf_hashes
+
+    def jobs(js, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        hashed.append(sum(len(idx) for _, idx in js))
+        return real_jobs(js, *a, **k)
+
+    def spec(tag, leaves, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        hashed.append(len(leaves))
+        return real_spec(tag, leaves, *a, **k)
+
+    monkeypatch.setattr(host_hash, "hash_jobs", jobs)
+    monkeypatch.setattr(mh, "leaf_hashes", spec)
+    made = miner.make_candidate(ctx)
+    n = miner.layout.n_leaves
+    assert sum(hashed) == 2 * n, hashed  # theta_next and the update, each once; theta_prev not at all
+    client.submit_candidate(made.header_bytes, made.update_path)
+    clock.advance(cfg.chain.submit_window_ms)
+    chain.tick()
+    miner.view.refresh()
+    hashed.clear()
+    bundle = miner.prove(made)
+    assert hashed == [], hashed  # openings from the kept leaf hashes: nothing re-hashed
+    monkeypatch.undo()
+
+    client.submit_bundle(bundle)
+    chain.tick()
+    verdict, _ = Verifier(client, v, tmp_path / "light", "light").attest(made.hash)
+    assert verdict.accept, verdict
+
+    # the kept hashes are checked against the signed root_q, not trusted: a flipped byte is refused
+    path = made.update_path.parent / UPDATE_DIGESTS
+    d = np.load(path)
+    d[int(np.random.default_rng().integers(len(d))), 0] ^= 1
+    np.save(path, d)
+    with pytest.raises(UserError, match="corrupt"):
+        miner.prove(made)
+    path.unlink()  # a candidate kept without them (an older version) is hashed once more and still proves
+    assert miner.prove(made)
+
