@@ -71,11 +71,22 @@ def test_a_block_hashes_each_new_state_once_and_proves_from_the_kept_hashes(tmp_
 
     # the kept hashes are checked against the signed root_q, not trusted: a flipped byte is refused
     path = made.update_path.parent / UPDATE_DIGESTS
+    good = path.read_bytes()
     d = np.load(path)
     d[int(np.random.default_rng().integers(len(d))), 0] ^= 1
     np.save(path, d)
     with pytest.raises(UserError, match="corrupt"):
         miner.prove(made)
-    path.unlink()  # a candidate kept without them (an older version) is hashed once more and still proves
-    assert miner.prove(made)
-
+    # and the kept update is checked against them: a byte flipped in every leaf (so in a challenged one)
+    path.write_bytes(good)
+    update = made.update_path.read_bytes()
+    q = np.frombuffer(update, np.uint8).reshape(miner.layout.n_leaves, -1).copy()
+    q[:, int(np.random.default_rng().integers(q.shape[1]))] ^= 0x10
+    made.update_path.write_bytes(q.tobytes())
+    with pytest.raises(UserError, match="does not match the commitment.*corrupt"):
+        miner.prove(made)
+    path.unlink()  # without the kept hashes it is hashed again, and checked against root_q
+    with pytest.raises(UserError, match="root_q.*corrupt"):
+        miner.prove(made)
+    made.update_path.write_bytes(update)  # a candidate kept without them (an older version) still proves
+    assert miner.prove(made) == bundle

@@ -173,13 +173,15 @@ def assumptions(m: dict[str, Any], p: dict[str, Any], curve_desc: str) -> list[s
         f"({m['peak_basis']}), measured on config '{m['config']}' and assumed to hold at scale on all devices.",
         f"A3 tokens per block = {p['tokens']:.3g} (--tokens); challenge k = {p['k']} leaves, m = {p['m']} windows "
         "of the model's seq_len.",
-        f"A4 commitment: the miner hashes theta_prev, theta_next (4*S bytes per leaf each) and the update "
-        f"(528 bytes per leaf) on its devices at the measured {m['leaf_hash_Bps'] / 1e9:.3g} GB/s per device, "
-        f"split evenly over devices, and reduces 3 trees on one host core at the measured "
-        f"{m['host_node_hashes_per_s']:.3g} node hashes/s.",
-        "A5 prove (as pogo_jax/roles/miner.py does it): recommit theta_prev and theta_next to build audit paths "
-        "(same cost model as A4 without the update) plus the loss of theta_prev and theta_next on the m windows "
-        "(forward = 1/3 of training FLOPs per token, same MFU).",
+        f"A4 commitment (as pogo_jax/roles/miner.py does it): the miner hashes theta_next (4*S bytes per leaf) "
+        f"and the update (528 bytes per leaf) once each on its devices at the measured "
+        f"{m['leaf_hash_Bps'] / 1e9:.3g} GB/s per device, split evenly over devices, and reduces 2 trees on one "
+        f"host core at the measured {m['host_node_hashes_per_s']:.3g} node hashes/s; theta_prev is not hashed "
+        "(its leaf hashes are kept from the block that committed it, or from re-deriving the tip once).",
+        "A5 prove: no leaf is hashed again; the 3 trees (theta_prev, theta_next, update) are rebuilt from the "
+        "kept leaf hashes on one host core for the audit paths (node-hash rate as A4), plus the loss of "
+        "theta_prev and theta_next on the m windows (forward = 1/3 of training FLOPs per token, same MFU) "
+        "and the measured time to cut the openings.",
         f"A6 quantize: linear in parameters, measured {m['quantize_s_per_param'] * 1e9:.3g} ns per parameter on one "
         "device, split evenly over the miner's devices.",
         f"A7 light verification: measured {m['light_s'] * 1e3:.3g} ms for k = {m['light_k']} at tree depth "
@@ -208,10 +210,10 @@ def model_costs(name: str, n_params: int, n_leaves: int, fpt: float, seq_len: in
     train_s = p["tokens"] * fpt / (flops_rate * dev)
     quantize_s = m["quantize_s_per_param"] * n_params / dev
     tree_s = n_leaves / m["host_node_hashes_per_s"]
-    commit_s = (2 * state_bytes + s["update_bytes_4bit"]) / (m["leaf_hash_Bps"] * dev) + 3 * tree_s
+    commit_s = (state_bytes + s["update_bytes_4bit"]) / (m["leaf_hash_Bps"] * dev) + 2 * tree_s
     eval_tokens = 2 * p["m"] * seq_len
     miner_eval_s = eval_tokens * fpt / 3 / (flops_rate * dev)
-    prove_s = 2 * state_bytes / (m["leaf_hash_Bps"] * dev) + 3 * tree_s + miner_eval_s + m["open_s"]
+    prove_s = 3 * tree_s + miner_eval_s + m["open_s"]
     overhead_s = quantize_s + commit_s + prove_s
     extra_levels = max(0, s["tree_depth"] - m["light_depth"])
     light_s = s["k"] * (m["light_s"] / m["light_k"] + 3 * extra_levels / m["host_node_hashes_per_s"])
@@ -312,7 +314,7 @@ ROWS: list[tuple[str, str, Any]] = [
     ("tokens per block (A3)", "tokens_per_block", lambda v: f"{v:.3g}"),
     ("miner training per block (A1, A2)", "miner_train_s", _secs),
     ("quantize (A6)", "miner_quantize_s", _secs),
-    ("commitment, 3 trees (A4)", "miner_commit_s", _secs),
+    ("commitment: theta_next + update (A4)", "miner_commit_s", _secs),
     ("prove (A5)", "miner_prove_s", _secs),
     ("PoGO overhead / training", "pogo_overhead_fraction", lambda v: f"{v:.3%}"),
     ("light verification, one core (A7)", "light_verify_s", _secs),

@@ -93,7 +93,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("block steps (measured)", "block.block_steps", "d"),
     ("block training s", "block.train_s", ".3f"),
     ("quantize s", "block.quantize_s", ".4f"),
-    ("commit s (3 trees)", "block.commit_s", ".4f"),
+    ("commit s (theta_next + update)", "block.commit_s", ".4f"),
     ("prove s", "block.prove_s", ".4f"),
     ("PoGO overhead / training", "block.pogo_overhead_fraction", ".2%"),
     ("same, at the config's block length", "block.pogo_overhead_fraction_at_config_block_steps", ".2%"),

@@ -367,7 +367,11 @@ class Miner:
                 return merkle.Commitment.load(path, root_q, mh.TAG_QUPD, self.layout)
             except ValueError as e:
                 raise UserError(f"{path}: {e} (corrupt work dir?)") from None
-        return merkle.commit_leaves(packed, mh.TAG_QUPD, self.layout)
+        c = merkle.commit_leaves(packed, mh.TAG_QUPD, self.layout)
+        if c.root != root_q:
+            raise UserError(f"{made.update_path}: the kept update does not give the header's root_q "
+                            "(corrupt work dir?)")
+        return c
 
     def prove(self, made: Made) -> bytes:
         """The signed bundle for a recorded candidate whose round's beacon is revealed."""
@@ -378,13 +382,20 @@ class Miner:
         if prev is None or nxt is None:
             raise UserError(f"{self.work}: the states of this candidate are missing: cannot prove it")
         (ap, dp), (an, dn) = prev, nxt
-        packed = np.fromfile(made.update_path, dtype=np.uint8).reshape(self.layout.n_leaves, -1)
+        packed = np.fromfile(made.update_path, dtype=np.uint8)
+        if packed.size % self.layout.n_leaves:
+            raise UserError(f"{made.update_path}: {packed.size} bytes is not {self.layout.n_leaves} update "
+                            "leaves (corrupt work dir?)")
+        packed = packed.reshape(self.layout.n_leaves, -1)
         beacon = self.hooks.beacon(self, ctx)
         idx = challenge_leaves(made.hash, beacon, self.layout.n_leaves, ctx.rules.k_leaves)
         lp, ln = to_leaves(ap, self.layout), to_leaves(an, self.layout)
+        try:
+            opened_q = merkle.open_from_digests(packed, self.update_commitment(made, packed), idx)
+        except ValueError as e:  # the kept update's bytes do not give its own leaf hashes
+            raise UserError(f"{made.update_path}: {e} (corrupt work dir?)") from None
         trees = [mh.make_openings(dp, {i: lp[i].tobytes() for i in idx}),
-                 mh.make_openings(dn, {i: ln[i].tobytes() for i in idx}),
-                 merkle.open_from_digests(packed, self.update_commitment(made, packed), idx)]
+                 mh.make_openings(dn, {i: ln[i].tobytes() for i in idx}), opened_q]
         for i, a, bb in zip(idx, trees[0], trees[1], strict=True):
             if mh.leaf_hash(mh.TAG_PARAM, i, a.leaf) != dp[i] or mh.leaf_hash(mh.TAG_PARAM, i, bb.leaf) != dn[i]:
                 raise UserError(f"{self.work}: a kept state does not match its leaf hashes (corrupt work dir?)")
