@@ -138,8 +138,12 @@ def test_costs_arithmetic_by_hand(tmp_path, capsys):
     assert t["miner_train_s"] == pytest.approx(1e6 * 786_432 / (0.5 * 1e12 * 2))
     assert t["miner_quantize_s"] == pytest.approx(0.002 / 1e6 * 120_576 / 2)
     assert t["light_verify_s"] == pytest.approx(0.01)  # same k, same depth as measured
-    commit = (2 * 4096 * 134 + 70_752) / (1e9 * 2) + 3 * 134 / 1e6
+    # theta_next and the update hashed once each, 2 trees reduced; theta_prev's hashes are kept
+    commit = (4096 * 134 + 70_752) / (1e9 * 2) + 2 * 134 / 1e6
     assert t["miner_commit_s"] == pytest.approx(commit)
+    # prove hashes no leaf: 3 trees rebuilt from kept hashes, both losses on 2 windows, the openings
+    prove = 3 * 134 / 1e6 + 2 * 2 * 64 * 786_432 / 3 / (0.5e12 * 2) + 0.001
+    assert t["miner_prove_s"] == pytest.approx(prove)
     loss_check = 2 * 2 * 64 * 786_432 / 3 / (0.5e12 * 1)
     assert t["full_verify_s"] == pytest.approx(0.004 / 1e6 * 120_576 + loss_check)
     # curve ends at D0 = 10,000 tokens, L = 1.02; L = 1.01 at 40,000: 30,000 tokens on 1,000 params
