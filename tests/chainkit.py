@@ -230,3 +230,32 @@ class Kit:
         if self.st.round.phase == "attest":
             self.clock.advance(self.rules.attest_window_ms)
             self.chain.tick()
+
+
+@dataclass
+class RoleChain:
+    """An in-process chain for the real roles (``Miner``, ``Verifier``): node, client, clock and keys."""
+
+    chain: Chain
+    client: object
+    clock: FakeClock
+    keys: dict
+
+
+def role_chain(tmp: Path, cfg, name: str, miners: tuple[str, ...] = ("miner",), verifiers: tuple[str, ...] = (),  # noqa: ANN001
+               beacon_length: int = 16, secret: bytes | None = None) -> RoleChain:
+    """A chain from ``cfg`` with 1000 stake for each named miner and verifier (keys ``key(f"{name} {who}")``),
+    its beacon bound to the node and served in-process."""
+    from pogo_jax.chain.client import LocalClient
+    from pogo_jax.roles.governance import create_chain
+
+    clock = FakeClock()
+    beacon = BeaconService.create(tmp / "beacon", length=beacon_length, secret=secret, clock=clock)
+    keys = {who: key(f"{name} {who}") for who in (*miners, *verifiers)}
+    parts = [Participant(public_bytes(keys[who]), role, who, 1000)
+             for role, names in (("miner", miners), ("verifier", verifiers)) for who in names]
+    node = key(f"{name} node")
+    chain = create_chain(tmp / "node", cfg, key(f"{name} gov"), node, beacon.info(), parts, clock=clock)
+    chain.beacon = beacon
+    beacon.bind(cfg.chain.chain_id, public_bytes(node))
+    return RoleChain(chain, LocalClient(chain), clock, keys)

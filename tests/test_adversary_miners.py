@@ -5,19 +5,14 @@ at any height, which the full tier rejects, while it reports losses that seem to
 
 from __future__ import annotations
 
-from chainkit import FakeClock, key, make_dataset
+from chainkit import make_dataset, role_chain
 
-from pogo_jax.chain.beacon import BeaconService
-from pogo_jax.chain.client import LocalClient
 from pogo_jax.config import load_config
 from pogo_jax.demo.adversary import LossUp
 from pogo_jax.demo.run import honest_blocks
-from pogo_jax.roles.governance import create_chain
 from pogo_jax.roles.miner import Miner
 from pogo_jax.roles.verify import Verifier
 from pogo_jax.spec.bundle import Bundle
-from pogo_jax.spec.keys import public_bytes
-from pogo_jax.spec.records import Participant
 
 
 def test_an_adversary_demo_runs_an_honest_block_first_on_a_fresh_chain() -> None:
@@ -31,15 +26,9 @@ def test_an_adversary_demo_runs_an_honest_block_first_on_a_fresh_chain() -> None
 def test_12_loss_up_raises_the_loss_at_height_1_and_the_full_tier_rejects_it(tmp_path) -> None:
     cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=16",
                                f"data.path={make_dataset(tmp_path / 'd.pogodata', seed=5)}"])
-    clock = FakeClock()
-    beacon = BeaconService.create(tmp_path / "beacon", length=64, clock=clock)
-    m, v, node = key("loss-up miner"), key("loss-up verifier"), key("loss-up node")
-    parts = [Participant(public_bytes(m), "miner", "m", 1000), Participant(public_bytes(v), "verifier", "v", 1000)]
-    chain = create_chain(tmp_path / "node", cfg, key("loss-up gov"), node, beacon.info(), parts, clock=clock)
-    chain.beacon = beacon
-    beacon.bind(cfg.chain.chain_id, public_bytes(node))
-    client = LocalClient(chain)
-    miner = Miner(client, m, tmp_path / "miner", cfg, hooks=LossUp())
+    rc = role_chain(tmp_path, cfg, "loss-up", verifiers=("verifier",), beacon_length=64)
+    chain, client, clock = rc.chain, rc.client, rc.clock
+    miner = Miner(client, rc.keys["miner"], tmp_path / "miner", cfg, hooks=LossUp())
     assert miner.view.context().height == 1  # a fresh chain: random weights
     made = miner.make_candidate(miner.view.context())
     client.submit_candidate(made.header_bytes, made.update_path)
@@ -51,6 +40,6 @@ def test_12_loss_up_raises_the_loss_at_height_1_and_the_full_tier_rejects_it(tmp
     chain.tick()
     claimed = Bundle.from_bytes(data)
     assert claimed.loss_next < claimed.loss_prev  # what the cheat reports: a decrease
-    verdict, _ = Verifier(client, v, tmp_path / "verifier", "full").attest(made.hash)
+    verdict, _ = Verifier(client, rc.keys["verifier"], tmp_path / "verifier", "full").attest(made.hash)
     assert verdict.loss_next > verdict.loss_prev, verdict  # what it committed: the loss went up
     assert not verdict.accept and verdict.reason in ("LOSS_NOT_DECREASED", "LOSS_MISMATCH"), verdict

@@ -8,34 +8,22 @@ import hashlib
 
 import numpy as np
 import pytest
-from chainkit import FakeClock, key, make_dataset
+from chainkit import make_dataset, role_chain
 
-from pogo_jax.chain.beacon import BeaconService
-from pogo_jax.chain.client import LocalClient
 from pogo_jax.commit import host_hash
 from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
-from pogo_jax.roles.governance import create_chain
 from pogo_jax.roles.miner import UPDATE_DIGESTS, Miner
 from pogo_jax.roles.verify import Verifier
 from pogo_jax.spec import merkle as mh
-from pogo_jax.spec.keys import public_bytes
-from pogo_jax.spec.records import Participant
 
 
 def test_a_block_hashes_each_new_state_once_and_proves_from_the_kept_hashes(tmp_path, monkeypatch) -> None:
     cfg = load_config("tiny", ["miner.block_steps=2", "miner.self_check_windows=0", "chain.k_leaves=16",
                                f"data.path={make_dataset(tmp_path / 'd.pogodata', seed=3)}"])
-    clock = FakeClock()
-    beacon = BeaconService.create(tmp_path / "beacon", length=16, secret=hashlib.sha256(b"hash once").digest(),
-                                  clock=clock)
-    m, v, node = key("hash-once miner"), key("hash-once verifier"), key("hash-once node")
-    parts = [Participant(public_bytes(m), "miner", "m", 1000), Participant(public_bytes(v), "verifier", "v", 1000)]
-    chain = create_chain(tmp_path / "node", cfg, key("hash-once gov"), node, beacon.info(), parts, clock=clock)
-    chain.beacon = beacon
-    beacon.bind(cfg.chain.chain_id, public_bytes(node))
-    client = LocalClient(chain)
-    miner = Miner(client, m, tmp_path / "miner", cfg)
+    rc = role_chain(tmp_path, cfg, "hash-once", verifiers=("verifier",), secret=hashlib.sha256(b"hash once").digest())
+    chain, client, clock = rc.chain, rc.client, rc.clock
+    miner = Miner(client, rc.keys["miner"], tmp_path / "miner", cfg)
     ctx = miner.view.context()
     miner.tip_state(ctx)  # the tip as the chain serves it, re-derived and kept once (here: genesis)
     assert miner.ds  # and the chain's dataset, fetched and checked against its data root once
@@ -66,7 +54,7 @@ def test_a_block_hashes_each_new_state_once_and_proves_from_the_kept_hashes(tmp_
 
     client.submit_bundle(bundle)
     chain.tick()
-    verdict, _ = Verifier(client, v, tmp_path / "light", "light").attest(made.hash)
+    verdict, _ = Verifier(client, rc.keys["verifier"], tmp_path / "light", "light").attest(made.hash)
     assert verdict.accept, verdict
 
     # the kept hashes are checked against the signed root_q, not trusted: a flipped byte is refused
