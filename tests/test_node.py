@@ -4,6 +4,7 @@ resumed downloads, and 32 concurrent clients. Every write is a signed object; a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -269,3 +270,120 @@ def test_a_miner_holds_at_most_two_uploads_and_every_ending_frees_its_slot(tmp_p
         assert c.submit_candidate(m0.header_bytes, m0.update)["result"] == "admitted"  # ... and their slots free
         assert c.submit_candidate(m2.header_bytes, m2.update)["result"] == "admitted"
     assert kit.st.seq == 4
+
+
+def test_a_refused_upload_is_answered_after_drain_s_and_gives_its_connection_back(tmp_path) -> None:
+    """Found in review: a refused upload (here the 429 of a third upload) was answered only after the node
+    had read the rest of its body, up to a whole update, and a client sending just above the pace floor
+    kept its connection that long; one registered miner held every connection slot with two capped
+    uploads and any number of refused ones, and no other miner could submit. Now a refused body is read
+    on for ``drain_s`` at most, then answered with ``Connection: close``."""
+    from pogo_jax.chain.chain import MAX_UPLOADS_PER_MINER
+
+    kit = Kit(tmp_path, n_miners=2)
+    m0, m1 = kit.make(0), kit.make(1)
+    pace = BodyPace(idle_s=1.0, grace_s=60.0, min_rate=1.0, drain_s=0.5)  # the pace floor, scaled down
+    stop = threading.Event()
+    with serve(kit.chain, limit_concurrency=4, body_pace=pace) as url:  # uvicorn serves 3 at once
+        host, port = url.removeprefix("http://").split(":")
+        body = frame(m0.header_bytes) + m0.update
+        start = len(frame(m0.header_bytes)) + 8
+        socks = []
+        for _ in range(MAX_UPLOADS_PER_MINER + 1):  # two uploads that get slots, and one that gets 429
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(f"POST /v1/candidates HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n"
+                      f"content-length: {len(body)}\r\n\r\n".encode() + body[:start])
+            socks.append(s)
+            time.sleep(0.2)
+
+        def trickle() -> None:  # a byte per socket every 0.3 s: above the floor, never idle
+            off = start
+            while not stop.wait(0.3) and off < len(body) - 1:
+                for s in socks:
+                    with contextlib.suppress(OSError):
+                        s.sendall(body[off:off + 1])
+                off += 1
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        try:
+            wait_for(lambda: len(list(kit.chain.blobs.tmp_dir.iterdir())) == MAX_UPLOADS_PER_MINER, timeout=5)
+            socks[-1].settimeout(5)
+            t0 = time.monotonic()
+            answer = socks[-1].recv(65536)
+            while not answer.endswith(b"}"):
+                more = socks[-1].recv(65536)
+                if not more:
+                    break
+                answer += more
+            head = answer.split(b"\r\n\r\n")[0].lower()
+            assert b" 429 " in head.split(b"\r\n")[0] and b"connection: close" in head, answer[:300]
+            assert b"UPLOADS_IN_FLIGHT" in answer and time.monotonic() - t0 < 5
+            wait_for(lambda: socks[-1].recv(1) == b"", timeout=5)  # and the node hung up: its slot is free
+            r = httpx.post(url + "/v1/candidates", content=frame(m1.header_bytes) + m1.update,
+                           headers={"content-type": "application/octet-stream"}, timeout=10)
+            assert r.status_code == 200 and r.json()["result"] == "admitted", r.text  # another miner submits
+        finally:
+            stop.set()
+            t.join(5)
+            for s in socks:
+                s.close()
+    assert kit.st.seq == 2
+
+
+def test_a_request_cancelled_while_its_header_is_checked_leaks_no_slot(tmp_path) -> None:
+    """Found in review: ``begin_candidate`` ran in a worker thread outside the handler's ``finally``, and a
+    request cancelled meanwhile (a plain ``task.cancel()``, which anyio does not hold back: the thread
+    runs on) left its slot and temp file behind; two such cancels locked the miner out until a restart.
+    Now whichever side finishes last closes the upload. (Under uvicorn only a shutdown cancels a handler.)"""
+    import asyncio
+
+    from pogo_jax.chain.chain import MAX_UPLOADS_PER_MINER
+    from pogo_jax.chain.node import make_app
+
+    kit = Kit(tmp_path, n_miners=1)
+    m0 = kit.make(0)
+    chain = kit.chain
+    real, finished = chain.begin_candidate, []
+
+    def slow_begin(header_bytes: bytes):  # noqa: ANN202 - the real check on a busy node
+        time.sleep(0.4)
+        out = real(header_bytes)
+        finished.append(out)
+        return out
+
+    chain.begin_candidate = slow_begin
+    app = make_app(chain, tick_every=3600)
+    body = frame(m0.header_bytes) + m0.update[:100]
+
+    async def one_cancelled_request() -> None:
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": True}
+            await asyncio.Event().wait()  # the rest of the body never comes
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            pass
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/candidates", "raw_path": b"/v1/candidates", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/octet-stream"), (b"host", b"x")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        task = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.sleep(0.15)  # the header is being checked in the worker thread
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    for i in range(MAX_UPLOADS_PER_MINER + 1):
+        asyncio.run(one_cancelled_request())
+        wait_for(lambda: len(finished) == i + 1, timeout=5)  # noqa: B023
+    chain.begin_candidate = real
+    wait_for(lambda: list(chain.blobs.tmp_dir.iterdir()) == [], timeout=5)  # every temp file is gone
+    for cu in [chain.begin_candidate(m0.header_bytes) for _ in range(MAX_UPLOADS_PER_MINER)]:
+        cu.close()  # and every slot came back

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 
@@ -88,11 +88,14 @@ class TooSlow(MalformedInput):
 class BodyPace:
     """How slowly a client may send a body before the node hangs up (slowloris: an unauthenticated client
     that holds every connection slot by never finishing its upload). ``idle_s``: the most time between
-    two chunks; after ``grace_s``, the body must average ``min_rate`` bytes/s."""
+    two chunks; after ``grace_s``, the body must average ``min_rate`` bytes/s. A body the node has
+    refused is read on for ``drain_s`` at most, so a client still sending sees the answer and not a
+    reset, but a refused client (one holding many connections at the pace floor) cannot keep one."""
 
     idle_s: float = 20.0
     grace_s: float = 30.0
     min_rate: float = 64 * 1024
+    drain_s: float = 10.0  # the longest a refused body is read on (then answered, and the connection closed)
 
 
 def pace_of(request: Request) -> BodyPace:
@@ -159,15 +162,29 @@ class Framed:
     async def u64(self, what: str) -> int:
         return struct.unpack("<Q", await self.exact(8, f"{what} length"))[0]
 
-    async def drain(self, limit: int) -> None:
-        """Read and discard up to ``limit`` more bytes (then stop reading: the connection will close)."""
+    async def drain(self, limit: int, seconds: float) -> bool:
+        """Read and discard up to ``limit`` more bytes, for ``seconds`` at most; True when the body ended
+        (else the answer must close the connection: the rest of the body is never read)."""
         left = limit - len(self._buf)
         self._buf.clear()
+        deadline = time.monotonic() + seconds
         while left > 0 and not self._done:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return False
             try:
-                left -= len(await self._it.__anext__())
+                left -= len(await asyncio.wait_for(self._it.__anext__(), wait))
             except StopAsyncIteration:
                 self._done = True
+            except TimeoutError:
+                return False
+        return self._done
+
+    async def refuse(self, request: Request, limit: int, answer: Response) -> Response:
+        """``answer`` to a body the node will not take, after ``drain`` (``BodyPace.drain_s``)."""
+        if not await self.drain(limit, pace_of(request).drain_s):
+            answer.headers["connection"] = "close"
+        return answer
 
     async def chunks(self, n: int | None = None):  # noqa: ANN201 - async iterator of bytes
         """The next ``n`` bytes (or everything left) as chunks."""

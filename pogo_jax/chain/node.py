@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from pogo_jax.chain.blobs import check_sha
-from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, Chain
+from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, CandidateUpload, Chain
 from pogo_jax.chain.explorer import render
 from pogo_jax.chain.http import (
     CLIENT_ERRORS,
@@ -110,6 +110,31 @@ async def _stream_into(chunks, write, discard=None) -> None:  # noqa: ANN001 - a
         if discard is not None:
             discard()
         raise
+
+
+class _Handoff:
+    """What a worker thread makes for a request that may be cancelled while it waits (anyio does not
+    hold a plain ``task.cancel()`` back; the thread runs on): ``deliver`` hands it over unless the request
+    was abandoned, and then the thread cleans it up; ``abandon`` takes back what was delivered, and then
+    the request cleans it up. Either way exactly one side does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: object = None
+        self._abandoned = False
+
+    def deliver(self, item: object) -> bool:
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._item = item
+            return True
+
+    def abandon(self) -> object:
+        with self._lock:
+            self._abandoned = True
+            item, self._item = self._item, None
+            return item
 
 
 def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None = None) -> Starlette:
@@ -211,19 +236,39 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         if n > MAX_HEADER_BYTES:
             raise TooLarge(f"signed header of {n} bytes is larger than {MAX_HEADER_BYTES}")
         header = await fr.exact(n, "signed header")
+        size = update_size(chain.state.genesis.layout)
+        made = _Handoff()
+
+        def begin() -> Accepted | CandidateUpload:
+            b = chain.begin_candidate(header)
+            if isinstance(b, CandidateUpload) and not made.deliver(b):
+                b.close()  # this request was cancelled while its header was checked: free the slot here
+            return b
+
         try:
-            begun = await run_in_threadpool(chain.begin_candidate, header)
-        except CLIENT_ERRORS as e:  # read (and drop) the rest, so the client sees this answer, not a reset
-            await fr.drain(update_size(chain.state.genesis.layout))
-            return client_error(e)
+            begun = await run_in_threadpool(begin)
+        except CLIENT_ERRORS as e:  # read (and drop) some of the rest, so the client sees this answer
+            return await fr.refuse(request, size, client_error(e))
+        except BaseException:
+            if (left := made.abandon()) is not None:
+                left.close()
+            raise
         if isinstance(begun, Accepted):
-            await fr.drain(update_size(chain.state.genesis.layout))
-            return _accepted(begun)
+            return await fr.refuse(request, size, _accepted(begun))
+        started = _Handoff()
+
+        def finish() -> Accepted | None:
+            if not started.deliver(True):
+                return None  # cancelled before this began: the request has closed the upload
+            return chain.finish_candidate(begun)  # which closes it, however it ends
+
         try:
             await _stream_into(fr.chunks(), begun.write)
-            return _accepted(await run_in_threadpool(chain.finish_candidate, begun))
-        finally:
-            begun.close()  # also when the request is cancelled between the two: the slot must come back
+            return _accepted(await run_in_threadpool(finish))
+        except BaseException:
+            if started.abandon() is None:  # the upload never reached finish: the slot must come back
+                begun.close()
+            raise
 
     async def post_bundle(request: Request) -> Response:
         want_type(request, "application/octet-stream")
@@ -250,8 +295,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         try:
             await run_in_threadpool(chain.check_epoch, record)
         except CLIENT_ERRORS as e:
-            await fr.drain(1 << 30)
-            return client_error(e)
+            return await fr.refuse(request, 1 << 30, client_error(e))
         ups = []
         try:
             for what in ("dataset", "state"):
