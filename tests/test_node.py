@@ -26,6 +26,15 @@ def dump(kit: Kit) -> tuple:
     return [e.to_obj() for e in kit.chain.ledger.entries()], kit.chain.ledger.tables()
 
 
+def _start_post(url: str, path: str, content_type: str, length: int, first: bytes) -> socket.socket:
+    """A raw POST that announces ``length`` body bytes and sends only ``first`` (the test sends the rest)."""
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\n"
+              f"content-length: {length}\r\n\r\n".encode() + first)
+    return s
+
+
 def wait_for(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
     end = time.monotonic() + timeout
     while not cond():
@@ -198,14 +207,10 @@ def test_stalled_uploads_are_cut_off_and_free_their_connection_slots(tmp_path) -
     kit = Kit(tmp_path)
     pace = BodyPace(idle_s=1.0, grace_s=60.0, min_rate=1.0)
     with serve(kit.chain, limit_concurrency=4, body_pace=pace) as url:  # uvicorn serves limit - 1 at once
-        host, port = url.removeprefix("http://").split(":")
         socks = []
         for path in ("/v1/attestations", "/v1/bundles", "/v1/candidates"):
-            s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: "
-                      f"{'application/json' if 'att' in path else 'application/octet-stream'}\r\n"
-                      "content-length: 1000\r\n\r\n".encode() + b"\x01\x00")  # a start, then nothing
-            socks.append(s)
+            kind = "application/json" if "att" in path else "application/octet-stream"
+            socks.append(_start_post(url, path, kind, 1000, b"\x01\x00"))  # a start, then nothing
         time.sleep(0.3)
         assert httpx.get(url + "/v1/info").status_code == 503  # the attack: every slot is held
         t0 = time.monotonic()
@@ -249,14 +254,10 @@ def test_a_miner_holds_at_most_two_uploads_and_every_ending_frees_its_slot(tmp_p
     # over HTTP: two stalled uploads of miner 0, cut off after idle_s
     pace = BodyPace(idle_s=1.5, grace_s=60.0, min_rate=1.0)
     with serve(kit.chain, body_pace=pace) as url:
-        host, port = url.removeprefix("http://").split(":")
         body = frame(m0.header_bytes) + m0.update
         socks = []
         for _ in range(MAX_UPLOADS_PER_MINER):
-            s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(f"POST /v1/candidates HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n"
-                      f"content-length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
-            socks.append(s)
+            socks.append(_start_post(url, "/v1/candidates", "application/octet-stream", len(body), body[: len(body) // 2]))
         wait_for(lambda: len(tmp_files()) == MAX_UPLOADS_PER_MINER, timeout=5)
         c = NodeClient(url)
         with pytest.raises(Refused) as e:
@@ -285,15 +286,11 @@ def test_a_refused_upload_is_answered_after_drain_s_and_gives_its_connection_bac
     pace = BodyPace(idle_s=1.0, grace_s=60.0, min_rate=1.0, drain_s=0.5)  # the pace floor, scaled down
     stop = threading.Event()
     with serve(kit.chain, limit_concurrency=4, body_pace=pace) as url:  # uvicorn serves 3 at once
-        host, port = url.removeprefix("http://").split(":")
         body = frame(m0.header_bytes) + m0.update
         start = len(frame(m0.header_bytes)) + 8
         socks = []
         for _ in range(MAX_UPLOADS_PER_MINER + 1):  # two uploads that get slots, and one that gets 429
-            s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(f"POST /v1/candidates HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n"
-                      f"content-length: {len(body)}\r\n\r\n".encode() + body[:start])
-            socks.append(s)
+            socks.append(_start_post(url, "/v1/candidates", "application/octet-stream", len(body), body[:start]))
             time.sleep(0.2)
 
         def trickle() -> None:  # a byte per socket every 0.3 s: above the floor, never idle

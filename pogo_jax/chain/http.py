@@ -138,6 +138,7 @@ class Framed:
 
     def __init__(self, request: Request) -> None:
         self._it = paced(request).__aiter__()
+        self._drain_s = pace_of(request).drain_s
         self._buf = bytearray()
         self._done = False
 
@@ -180,9 +181,9 @@ class Framed:
                 return False
         return self._done
 
-    async def refuse(self, request: Request, limit: int, answer: Response) -> Response:
+    async def refuse(self, limit: int, answer: Response) -> Response:
         """``answer`` to a body the node will not take, after ``drain`` (``BodyPace.drain_s``)."""
-        if not await self.drain(limit, pace_of(request).drain_s):
+        if not await self.drain(limit, self._drain_s):
             answer.headers["connection"] = "close"
         return answer
 

@@ -248,13 +248,13 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         try:
             begun = await run_in_threadpool(begin)
         except CLIENT_ERRORS as e:  # read (and drop) some of the rest, so the client sees this answer
-            return await fr.refuse(request, size, client_error(e))
+            return await fr.refuse(size, client_error(e))
         except BaseException:
             if (left := made.abandon()) is not None:
                 left.close()
             raise
         if isinstance(begun, Accepted):
-            return await fr.refuse(request, size, _accepted(begun))
+            return await fr.refuse(size, _accepted(begun))
         started = _Handoff()
 
         def finish() -> Accepted | None:
@@ -295,7 +295,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         try:
             await run_in_threadpool(chain.check_epoch, record)
         except CLIENT_ERRORS as e:
-            return await fr.refuse(request, 1 << 30, client_error(e))
+            return await fr.refuse(1 << 30, client_error(e))
         ups = []
         try:
             for what in ("dataset", "state"):

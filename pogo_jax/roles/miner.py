@@ -46,8 +46,7 @@ from pogo_jax.spec.challenge import challenge_leaves
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.header import Header, read_signed_header, sign_header
 from pogo_jax.spec.keys import PrivateKey, public_bytes
-from pogo_jax.spec.layout import to_leaves
-from pogo_jax.spec.state import State, load_state, save_state
+from pogo_jax.spec.state import State, load_state, save_state, update_size
 
 Event = Callable[[dict], None]
 
@@ -315,7 +314,8 @@ class Miner:
         if out_theta is not theta_next:  # a hook changed what is committed: the trainer continues from that
             b.set_theta(out_theta, reset_residual=False)
         root_next = mh.root(digests)
-        cq = merkle.commit_leaves(np.ascontiguousarray(packed), mh.TAG_QUPD, self.layout)  # hashed once, kept
+        packed = np.ascontiguousarray(packed)
+        cq = merkle.commit_leaves(packed, mh.TAG_QUPD, self.layout)  # hashed once, kept with the candidate
         root_q = cq.root
         t["commit"] = time.perf_counter() - t0
         r = self.view.state.round
@@ -333,7 +333,7 @@ class Miner:
         self.theta_root = root_next
         self._save_trainer()
         d = self._cand_dir(ctx.height, ctx.round)
-        atomic_write_bytes(d / "update.qupd", np.ascontiguousarray(packed).tobytes())
+        atomic_write_bytes(d / "update.qupd", packed.tobytes())
         cq.save(d / UPDATE_DIGESTS)
         atomic_write_bytes(d / "header.json", signed.to_bytes())
         made = Made(ctx.height, ctx.round, signed.to_bytes(), d / "update.qupd", ctx.root_prev, root_next,
@@ -356,6 +356,11 @@ class Miner:
         ds = self.ds
         self._estimate = self.evaluator.loss(theta_prev, ds, windows) - self.evaluator.loss(theta_next, ds, windows)
         return self._estimate
+
+    def _state_commitment(self, digests: list[bytes]) -> merkle.Commitment:
+        """A held state's tree, from the leaf hashes kept with it (``held_state`` checked their root)."""
+        return merkle.Commitment.from_digests(np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32),
+                                              mh.TAG_PARAM, self.layout)
 
     def update_commitment(self, made: Made, packed: np.ndarray) -> merkle.Commitment:
         """The update's leaf hashes as kept at commit, refused unless they give the header's root_q (a
@@ -383,22 +388,22 @@ class Miner:
             raise UserError(f"{self.work}: the states of this candidate are missing: cannot prove it")
         (ap, dp), (an, dn) = prev, nxt
         packed = np.fromfile(made.update_path, dtype=np.uint8)
-        if packed.size % self.layout.n_leaves:
-            raise UserError(f"{made.update_path}: {packed.size} bytes is not {self.layout.n_leaves} update "
-                            "leaves (corrupt work dir?)")
+        if packed.size != update_size(self.layout):
+            raise UserError(f"{made.update_path}: {packed.size} bytes, an update is {update_size(self.layout)} "
+                            "(corrupt work dir?)")
         packed = packed.reshape(self.layout.n_leaves, -1)
         beacon = self.hooks.beacon(self, ctx)
         idx = challenge_leaves(made.hash, beacon, self.layout.n_leaves, ctx.rules.k_leaves)
-        lp, ln = to_leaves(ap, self.layout), to_leaves(an, self.layout)
-        try:
-            opened_q = merkle.open_from_digests(packed, self.update_commitment(made, packed), idx)
-        except ValueError as e:  # the kept update's bytes do not give its own leaf hashes
-            raise UserError(f"{made.update_path}: {e} (corrupt work dir?)") from None
-        trees = [mh.make_openings(dp, {i: lp[i].tobytes() for i in idx}),
-                 mh.make_openings(dn, {i: ln[i].tobytes() for i in idx}), opened_q]
-        for i, a, bb in zip(idx, trees[0], trees[1], strict=True):
-            if mh.leaf_hash(mh.TAG_PARAM, i, a.leaf) != dp[i] or mh.leaf_hash(mh.TAG_PARAM, i, bb.leaf) != dn[i]:
-                raise UserError(f"{self.work}: a kept state does not match its leaf hashes (corrupt work dir?)")
+
+        def opened(where: Path, data: object, c: merkle.Commitment) -> list:
+            """Only the k challenged leaves are read, each checked against its kept hash."""
+            try:
+                return merkle.open_from_digests(data, c, idx)
+            except ValueError as e:
+                raise UserError(f"{where}: {e} (corrupt work dir?)") from None
+
+        trees = [opened(self.work, ap, self._state_commitment(dp)), opened(self.work, an, self._state_commitment(dn)),
+                 opened(made.update_path, packed, self.update_commitment(made, packed))]
         openings = self.hooks.openings(self, tuple(
             LeafOpening(i, a.leaf, bb.leaf, c.leaf, a.path, bb.path, c.path)
             for i, a, bb, c in zip(idx, *trees, strict=True)))
