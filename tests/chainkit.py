@@ -22,7 +22,9 @@ from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
 from pogo_jax.spec.attestation import Attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle, LeafOpening
-from pogo_jax.spec.dataset import _write_packed, compute_data_root, make_manifest, split_ranges
+from pogo_jax.spec.records import VoteCommit
+from pogo_jax.spec.verdict import mean, own_verdict
+from pogo_jax.train.data import SealSpec, _build
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
 from pogo_jax.spec.keys import key_from_seed, public_bytes
@@ -49,13 +51,27 @@ def key(name: str):
     return key_from_seed(hashlib.sha256(b"chainkit " + name.encode()).digest())
 
 
-def make_dataset(path: Path, n_bytes: int = 200_000, shard: int = 4096, seed: int = 0) -> Path:
+def make_dataset(path: Path, n_bytes: int = 200_000, shard: int = 4096, seed: int = 0, sealed: int = 16,
+                 sealed_bytes: int = 1024) -> Path:
+    """A synthetic dataset with ``sealed`` evaluation shards; their keys go to ``path`` + ``.keys``."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(32, 127, size=n_bytes, dtype=np.uint8)
-    train, ev = split_ranges(n_bytes, shard, 0.1)
-    _write_packed(path, make_manifest(n_bytes, shard, compute_data_root(tokens, shard), train, ev, "synthetic", 1, 0),
-                  tokens)
+    spec = SealSpec(sealed, sealed_bytes, path.with_name(path.name + ".keys")) if sealed else None
+    _build(tokens, shard, 0.1, "synthetic", 1, 0, path, spec)
     return path
+
+
+def keys_of(path: Path) -> Path:
+    return path.with_name(path.name + ".keys")
+
+
+def flat_losses(pair, m: int):  # noqa: ANN001, ANN201
+    """Per-window losses from a (prev, next) pair of floats (the same on every window) or of sequences."""
+    if pair is None:
+        return None, None
+    lp, ln = pair
+    expand = (lambda x: tuple(float(x) for _ in range(m))) if not isinstance(lp, list | tuple) else tuple
+    return expand(lp), expand(ln)
 
 
 @dataclass
@@ -82,9 +98,9 @@ class Kit:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.clock = FakeClock()
-        defaults = dict(chain_id="pogo-test", leaf_size=S, group_size=G, k_leaves=8, m_windows=4,
+        defaults = dict(name="pogo-test", leaf_size=S, group_size=G, k_leaves=8, m_windows=4,
                         submit_window_ms=10_000, prove_window_ms=10_000, attest_window_ms=10_000,
-                        delta=Fraction(0), loss_tolerance=Fraction(1, 100))
+                        reveal_window_ms=10_000, delta=Fraction(1, 100), loss_tolerance=Fraction(1, 100))
         defaults.update(rule_overrides)
         self.rules = ChainRules(**defaults)
         self.gov, self.node_key = key("governance"), key("node")
@@ -97,12 +113,17 @@ class Kit:
         parts = [Participant(public_bytes(k), "miner", f"miner{i}", stake) for i, k in enumerate(self.miners)]
         parts += [Participant(public_bytes(k), "verifier", f"verifier{i}", stake) for i, k in enumerate(self.verifiers)]
         info = self.beacon.info()
+        data_file = dataset or make_dataset(self.tmp / "data.pogodata")
+        if keys_of(data_file).is_file():
+            self.beacon.add_keys(keys_of(data_file))
         genesis, blobs = build_genesis(
-            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=dataset or make_dataset(self.tmp / "data.pogodata"),
+            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=data_file,
             governance=self.gov, node_key=public_bytes(self.node_key), beacon=info, participants=parts)
         self.chain = Chain.create(self.tmp / "node", genesis, blobs, self.node_key, self.clock, self.beacon)
-        self.beacon.bind(self.rules.chain_id, public_bytes(self.node_key))
+        self.chain_id = self.chain.state.genesis.chain_id
+        self.beacon.bind(self.chain_id, public_bytes(self.node_key))
         self.rng = np.random.default_rng(7)
+        self.votes: dict[tuple[bytes, bytes], bytes] = {}  # (header hash, verifier) -> committed, unrevealed vote
 
     view = None  # set by ``attach``: then the kit reads the chain through HTTP like any role
 
@@ -130,7 +151,7 @@ class Kit:
 
     def register(self, name: str, role: str, stake: int = 1000):  # noqa: ANN201 - the new key
         k = key(name)
-        rec = seal(Register(self.rules.chain_id, public_bytes(self.gov), Participant(public_bytes(k), role, name, stake)),
+        rec = seal(Register(self.chain_id, public_bytes(self.gov), Participant(public_bytes(k), role, name, stake)),
                    self.gov)
         self.chain.submit_register(rec.to_bytes())
         return k
@@ -158,7 +179,7 @@ class Kit:
             nxt = nxt.copy()
             nxt.view(np.uint32)[row, 0] ^= 1
         k = key_ or self.miners[miner]
-        fields = dict(version=2, chain_id=self.rules.chain_id, height=r.height, round=r.round,
+        fields = dict(version=3, chain_id=self.chain_id, height=r.height, round=r.round,
                       parent_hash=r.parent_hash, miner_key=public_bytes(k), layout_hash=lay.layout_hash(),
                       data_root=r.data.data_root, root_prev=mh.root(mh.leaf_hashes(mh.TAG_PARAM, prev)),
                       root_next=mh.root(mh.leaf_hashes(mh.TAG_PARAM, nxt)), root_q=mh.root(mh.leaf_hashes(mh.TAG_QUPD, q)),
@@ -189,16 +210,82 @@ class Kit:
         return b.signed(key_ or self.miners[made.miner]).to_bytes()
 
     def attest(self, v: int, made_or_hash, verdict: str = "accept", tier: str = "full", reason: str | None = None,
-               losses=(2.0, 1.5), evidence: bytes | None = None, key_=None) -> bytes:
+               losses=(2.0, 1.5), evidence: bytes | None = None, key_=None, salt: bytes | None = None) -> bytes:
+        """A signed vote. A full one carries per-window losses (``losses``: a pair of floats, the same on every
+        window, or of sequences) and, unless ``reason`` says otherwise, the reason its numbers imply."""
         hh = made_or_hash if isinstance(made_or_hash, bytes) else made_or_hash.hash
         ctx = self.st.context(hh)
         k = key_ or self.verifiers[v]
-        a = Attestation(version=2, chain_id=self.rules.chain_id, height=ctx.height, round=ctx.round, header_hash=hh,
-                        verifier_key=public_bytes(k), verdict=verdict, tier=tier,
-                        reason=reason or ("OK" if verdict == "accept" else "LOSS_NOT_DECREASED"),
+        m = len(ctx.windows)
+        lp, ln = flat_losses(losses, m) if tier == "full" else (None, None)
+        if reason is None:
+            if tier == "full" and lp is not None:
+                reported = self.st.find(hh)[1].reported or (mean(lp), mean(ln))
+                reason = own_verdict(lp, ln, reported, self.rules.delta, self.rules.lcb_t, self.rules.loss_tolerance)
+            else:
+                reason = "OK" if verdict == "accept" else "BAD_PROOF"
+        verdict = "accept" if reason == "OK" else "reject"
+        a = Attestation(version=3, chain_id=self.chain_id, height=ctx.height, round=ctx.round, header_hash=hh,
+                        verifier_key=public_bytes(k), verdict=verdict, tier=tier, reason=reason,
                         evidence=ctx.bundle_sha256 if evidence is None else evidence,
-                        loss_prev=losses[0] if losses else None, loss_next=losses[1] if losses else None)
+                        salt=(salt or hashlib.sha256(b"salt" + hh + public_bytes(k)).digest()) if tier == "full" else None,
+                        losses_prev=lp, losses_next=ln)
         return sign_attestation(a, k).to_bytes()
+
+    def commit(self, vote: bytes, key_=None) -> bytes:
+        """The signed commitment to a full vote."""
+        from pogo_jax.spec.attestation import read_signed_attestation
+
+        a = read_signed_attestation(vote).body
+        k = key_ or next(x for x in self.verifiers if public_bytes(x) == a.verifier_key)
+        return seal(VoteCommit(a.chain_id, a.height, a.round, a.header_hash, a.verifier_key,
+                               read_signed_attestation(vote).hash), k).to_bytes()
+
+    def vote(self, v: int, made_or_hash, *args, key_=None, **kw):  # noqa: ANN002, ANN003, ANN201
+        """Cast a vote as a verifier would: a light one posted at once, a full one committed (kept to reveal)."""
+        vote = self.attest(v, made_or_hash, *args, key_=key_, **kw)
+        from pogo_jax.spec.attestation import read_signed_attestation
+
+        a = read_signed_attestation(vote).body
+        if a.tier == "light":
+            return self.chain.submit_attestation(vote)
+        acc = self.chain.submit_commit(self.commit(vote, key_=key_))
+        self.votes[(a.header_hash, a.verifier_key)] = vote
+        return acc
+
+    def close_commits(self) -> None:
+        """Let the commit window close (early if everyone voted), so full votes can be revealed."""
+        self.chain.tick()
+        if self.st.round.phase == "commit":
+            self.clock.advance(self.rules.attest_window_ms)
+            self.chain.tick()
+
+    def reveal_all(self, skip=()) -> None:  # noqa: ANN001
+        """Reveal every kept full vote (but those of the verifier keys in ``skip``)."""
+        for (hh, vk), vote in list(self.votes.items()):
+            if vk in skip:
+                continue
+            self.chain.submit_attestation(vote)
+            del self.votes[(hh, vk)]
+
+    def vote_all(self, made_or_hash, verifiers=None, **kw) -> None:  # noqa: ANN001
+        """Every verifier (or those given) casts the default full vote, then the round is settled."""
+        for v in range(len(self.verifiers)) if verifiers is None else verifiers:
+            self.vote(v, made_or_hash, **kw)
+        self.settle()
+
+    def settle(self, skip=()) -> None:  # noqa: ANN001
+        """Close the commit window, reveal the kept full votes (but ``skip``'s), close the reveal window."""
+        self.close_commits()
+        self.reveal_all(skip)
+        self.finish()
+
+    def finish(self) -> None:
+        """Close the reveal window (early if every commitment is revealed) and finalize."""
+        self.chain.tick()
+        if self.st.round.phase == "reveal":
+            self.clock.advance(self.rules.reveal_window_ms)
+            self.chain.tick()
 
     def stake(self, k) -> int:  # noqa: ANN001
         return self.st.stakes[public_bytes(k)]
@@ -214,9 +301,9 @@ class Kit:
         self.close_submit()
         assert self.st.round.phase == "proof", self.st.round.phase
         if bundles:
-            for m in mades:  # the miner reports what its full accepts measure (the chain holds them to it)
+            for m in mades:  # the miner reports what its full votes measure (the chain holds it to them)
                 accepts = [spec[3] for (mi, _), spec in (votes or {}).items()
-                           if mi == m.miner and spec and spec[0] == "accept" and spec[1] == "full" and spec[3]]
+                           if mi == m.miner and spec and spec[1] == "full" and spec[3]]
                 self.chain.submit_bundle(self.bundle(m, losses=accepts[0] if accepts else (2.0, 1.5)))
         self.chain.tick()
         for m in mades:
@@ -225,11 +312,10 @@ class Kit:
                 if spec is None:
                     continue
                 verdict, tier, reason, losses = spec
-                self.chain.submit_attestation(self.attest(v, m, verdict, tier, reason, losses))
-        self.chain.tick()
-        if self.st.round.phase == "attest":
-            self.clock.advance(self.rules.attest_window_ms)
-            self.chain.tick()
+                self.vote(v, m, verdict, tier, reason, losses)
+        self.close_commits()
+        self.reveal_all()
+        self.finish()
 
 
 @dataclass
@@ -242,20 +328,37 @@ class RoleChain:
     keys: dict
 
 
+def sealed_corpus(out_dir: Path, n: int = 64, shard_bytes: int = 1 << 16) -> Path:
+    """The embedded corpus with ``n`` sealed evaluation shards (keys beside it, see ``keys_of``)."""
+    from pogo_jax.config import DataConfig
+    from pogo_jax.train.data import load_dataset, seal_dataset
+
+    out = Path(out_dir) / "stdlib-sealed.pogodata"
+    if not out.is_file():
+        seal_dataset(load_dataset(DataConfig()).path, out, SealSpec(n, shard_bytes, keys_of(out)))
+    return out
+
+
 def role_chain(tmp: Path, cfg, name: str, miners: tuple[str, ...] = ("miner",), verifiers: tuple[str, ...] = (),  # noqa: ANN001
-               beacon_length: int = 16, secret: bytes | None = None) -> RoleChain:
+               beacon_length: int = 16, secret: bytes | None = None, data: Path | None = None) -> RoleChain:
     """A chain from ``cfg`` with 1000 stake for each named miner and verifier (keys ``key(f"{name} {who}")``),
-    its beacon bound to the node and served in-process."""
+    its beacon bound to the node and served in-process, on ``data`` (a sealed dataset; default: the embedded
+    corpus sealed into ``tmp``)."""
+    import dataclasses
+
     from pogo_jax.chain.client import LocalClient
     from pogo_jax.roles.governance import create_chain
 
+    data = data or sealed_corpus(tmp)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(data)))
     clock = FakeClock()
     beacon = BeaconService.create(tmp / "beacon", length=beacon_length, secret=secret, clock=clock)
+    beacon.add_keys(keys_of(data))
     keys = {who: key(f"{name} {who}") for who in (*miners, *verifiers)}
     parts = [Participant(public_bytes(keys[who]), role, who, 1000)
              for role, names in (("miner", miners), ("verifier", verifiers)) for who in names]
     node = key(f"{name} node")
     chain = create_chain(tmp / "node", cfg, key(f"{name} gov"), node, beacon.info(), parts, clock=clock)
     chain.beacon = beacon
-    beacon.bind(cfg.chain.chain_id, public_bytes(node))
+    beacon.bind(chain.state.genesis.chain_id, public_bytes(node))
     return RoleChain(chain, LocalClient(chain), clock, keys)

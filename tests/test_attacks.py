@@ -62,9 +62,7 @@ def test_1_frontrun_a_rivals_update_is_hidden_then_a_copy_is_a_replay(kit: Kit) 
     with pytest.raises(Rejected, match="WINDOW_CLOSED"):
         kit.submit(thief)
     kit.chain.submit_bundle(kit.bundle(honest))
-    for v in range(3):
-        kit.chain.submit_attestation(kit.attest(v, honest))
-    kit.chain.tick()
+    kit.vote_all(honest)
     assert winner_of_last_round(kit).hash == honest.hash
     thief2 = kit.make(1, q=copied)  # the same update against the new tip: a replay of a recorded update
     acc = kit.submit(thief2)
@@ -86,7 +84,7 @@ def test_2_epoch_grief_only_governance_from_the_next_round(kit: Kit, tmp_path) -
     f = make_dataset(tmp_path / "ft.pogodata", seed=5)
     ref = data_ref(f, hashlib.sha256(f.read_bytes()).digest())
     miner = kit.miners[1]
-    body = Epoch(kit.rules.chain_id, public_bytes(miner), 1, ref, None)
+    body = Epoch(kit.chain_id, public_bytes(miner), 1, ref, None)
     with pytest.raises(Rejected, match="WRONG_SIGNER"):
         kit.chain.submit_epoch(seal(body, miner).to_bytes(), [f.read_bytes()], None)
     gov_body = replace(body, governance_key=public_bytes(kit.gov))
@@ -105,9 +103,7 @@ def test_2_epoch_grief_only_governance_from_the_next_round(kit: Kit, tmp_path) -
     assert kit.st.round.data.data_root == old_data  # the open round is untouched
     kit.close_submit()
     kit.chain.submit_bundle(kit.bundle(honest))
-    for v in range(3):
-        kit.chain.submit_attestation(kit.attest(v, honest))
-    kit.chain.tick()
+    kit.vote_all(honest)
     assert winner_of_last_round(kit).hash == honest.hash and kit.stake(kit.miners[0]) > 1000
     assert kit.st.round.data.data_root == ref.data_root  # it applies from the next round on
     clean(kit)
@@ -129,11 +125,11 @@ def test_3_light_accepts_do_not_confirm_a_lazy_block(kit: Kit) -> None:
     kit.close_submit()
     kit.chain.submit_bundle(kit.bundle(lazy))
     for (_, v), (verdict, tier, reason, losses) in votes.items():
-        kit.chain.submit_attestation(kit.attest(v, lazy, verdict, tier, reason, losses))
-        assert kit.chain.tick() in ([], ["close"]) or kit.st.round.finalized_at is None
-    assert kit.st.history == [] or kit.st.history[-1].winner is None
-    kit.clock.advance(kit.rules.attest_window_ms)
-    kit.chain.tick()
+        kit.vote(v, lazy, verdict, tier, reason, losses)
+        kit.chain.tick()
+        assert kit.st.round.finalized_at is None
+    assert kit.st.history == []
+    kit.settle()
     r = kit.st.history[-1]
     assert r.winner is None and r.candidates[lazy.hash].status == "undecided"
     assert kit.stake(kit.miners[0]) == 1000 and kit.st.tip_height == 0
@@ -159,16 +155,15 @@ def test_4_grinding_needs_the_beacon_secret_and_a_rebuild_beats_light_accepts(ki
     kit.chain.tick()
     lp = (2.0, 1.5)  # what the bundle reports
     if n - 1 in leaves:  # caught by the light tier directly
-        kit.chain.submit_attestation(kit.attest(2, cheat, "reject", "light", "APPLY_MISMATCH", None))
-    kit.chain.submit_attestation(kit.attest(0, cheat, "reject", "full", "ROOT_NEXT_MISMATCH", None))
-    kit.chain.submit_attestation(kit.attest(1, cheat, "accept", "full", None, lp))
+        kit.vote(2, cheat, "reject", "light", "APPLY_MISMATCH", None)
+    kit.vote(0, cheat, "reject", "full", "ROOT_NEXT_MISMATCH", None)
+    kit.vote(1, cheat, "accept", "full", None, lp)
     if n - 1 not in leaves:
-        kit.chain.submit_attestation(kit.attest(2, cheat, "accept", "light", None, None))
-    kit.clock.advance(kit.rules.attest_window_ms)
-    kit.chain.tick()
+        kit.vote(2, cheat, "accept", "light", None, None)
+    kit.settle()
     c = kit.st.history[-1].candidates[cheat.hash]
     assert c.status == "fraud" and kit.stake(kit.miners[0]) == 0 and kit.st.tip_height == 0
-    assert kit.stake(kit.verifiers[0]) == 1000  # the true claim cost its signer nothing
+    assert kit.stake(kit.verifiers[0]) == 1000 + kit.rules.verifier_reward  # the true claim is a vote that counts
     honest = kit.make(1)
     kit.run_round([honest])
     assert kit.st.tip_height == 1  # the chain moved on from the honest block, and everyone can rebuild it
@@ -198,22 +193,22 @@ def test_5_no_candidate_without_its_whole_update(kit: Kit) -> None:
 
 def test_6_token_work_is_not_paid_in_full(kit: Kit) -> None:
     """v1: re-applying half of the last update, or one step instead of twenty, was confirmed and paid the full
-    reward. Now the reward is reward_per_nat times the verified improvement (capped), the best improvement of
-    the round wins, and an improvement under delta is a reject."""
+    reward. Now the reward is reward_per_nat times the verified improvement, the best improvement of the
+    round wins, and an improvement whose bound is under delta is weak (a fee, not a reward)."""
     k2 = Kit(kit.tmp / "k2", n_miners=3, delta=Fraction(1, 100))
     real, token, lazy = k2.make(0), k2.make(1, scale=-14), k2.make(2)
     votes = {}
     for v in range(3):
-        votes[(0, v)] = ("accept", "full", None, (2.5, 2.0))  # 0.5 nats: the cap
+        votes[(0, v)] = ("accept", "full", None, (2.5, 2.0))  # 0.5 nats
         votes[(1, v)] = ("accept", "full", None, (2.5, 2.48))  # 0.02 nats: valid, not best
         votes[(2, v)] = ("reject", "full", "LOSS_NOT_DECREASED", (2.5, 2.495))  # under delta
     k2.run_round([real, token, lazy], votes)
     r = k2.st.history[-1]
-    assert r.winner == real.hash and r.candidates[real.hash].reward == 10
+    assert r.winner == real.hash and r.candidates[real.hash].reward == 50
     assert r.candidates[token.hash].status == "valid" and r.candidates[token.hash].reward == 0
-    assert r.candidates[lazy.hash].status == "rejected"
-    assert (k2.stake(k2.miners[1]), k2.stake(k2.miners[2])) == (1000, 500)
-    # alone, a token improvement is paid in proportion: floor(100 * (2.5 - 2.47)) = 2 (not 10)
+    assert r.candidates[lazy.hash].status == "weak"
+    assert (k2.stake(k2.miners[1]), k2.stake(k2.miners[2])) == (1000, 1000 - k2.rules.candidate_fee)
+    # alone, a token improvement is paid in proportion: floor(100 * (2.5 - 2.47)) = 2 (v2 paid it the cap)
     k3 = Kit(kit.tmp / "k3")
     token = k3.make(0)
     k3.run_round([token], {(0, v): ("accept", "full", None, (2.5, 2.47)) for v in range(3)})
@@ -234,15 +229,14 @@ def test_7_a_published_bundle_can_neither_be_replaced_nor_escape_its_fraud_proof
     first = kit.bundle(cheat)
     kit.chain.submit_bundle(first)
     kit.chain.tick()
-    kit.chain.submit_attestation(kit.attest(0, cheat, "reject", "light", "APPLY_MISMATCH", None))
+    kit.vote(0, cheat, "reject", "light", "APPLY_MISMATCH", None)
     other = kit.bundle(cheat, losses=(2.0, 1.0))  # a second, differently signed answer
     with pytest.raises(Rejected, match="BUNDLE_FIXED"):
         kit.chain.submit_bundle(other)
     with pytest.raises(Rejected, match="EVIDENCE_MISMATCH"):
         kit.chain.submit_attestation(kit.attest(1, cheat, "accept", "full", evidence=hashlib.sha256(other).digest()))
     assert LocalClient(kit.chain).blob(hashlib.sha256(first).digest()) == first
-    kit.clock.advance(kit.rules.attest_window_ms)
-    kit.chain.tick()
+    kit.settle()
     assert kit.st.history[-1].candidates[cheat.hash].status == "fraud" and kit.stake(kit.miners[0]) == 0
     clean(kit)
     kit.chain.blobs.path(hashlib.sha256(first).digest()).chmod(0o644)
@@ -266,11 +260,9 @@ def test_8_an_unanswered_header_does_not_stall_the_height(kit: Kit) -> None:
     assert kit.st.round.candidates[staller.hash].status == "withheld"
     with pytest.raises(Rejected, match="WINDOW_CLOSED"):
         kit.chain.submit_bundle(kit.bundle(staller))
-    for v in range(3):
-        kit.chain.submit_attestation(kit.attest(v, honest))
-    kit.chain.tick()
+    kit.vote_all(honest)
     assert kit.st.tip_height == 1 and winner_of_last_round(kit).hash == honest.hash
-    assert kit.stake(kit.miners[0]) == 900 and kit.stake(kit.miners[1]) == 1010
+    assert kit.stake(kit.miners[0]) == 900 and kit.stake(kit.miners[1]) == 1050
     clean(kit)
 
 
@@ -280,12 +272,13 @@ def test_8_an_unanswered_header_does_not_stall_the_height(kit: Kit) -> None:
 def test_9_the_window_count_and_the_dataset_come_from_the_chain(kit: Kit, tmp_path) -> None:
     """v1: the light tier took the number of loss windows from the header (leave it out: no check), and data
     files were checked against their own manifest. Now the windows are the round's, drawn below the count the
-    recorded manifest implies, and a dataset must hash to the recorded data_root and manifest hash."""
+    recorded manifest implies (one sealed shard's worth), and a dataset must hash to the recorded data_root
+    and manifest hash."""
     m = kit.make(0)
     kit.submit(m)
     kit.close_submit()
     ctx = kit.st.context(m.hash)
-    assert ctx.n_windows == (ctx.data.manifest["eval"][1] - ctx.data.manifest["eval"][0] - 1) // 16
+    assert ctx.n_windows == (ctx.data.manifest["sealed"]["shard_bytes"] - 1) // 16
     kit.chain.submit_bundle(kit.bundle(m, windows=[w + 1 for w in ctx.windows]))
     from pogo_jax.spec.bundle import Bundle
     from pogo_jax.spec.light import verify_light
@@ -323,11 +316,10 @@ def test_10_no_fraud_flag_without_a_recheck_and_no_unsigned_epoch(kit: Kit) -> N
     kit.submit(honest)
     kit.close_submit()
     kit.chain.submit_bundle(kit.bundle(honest))
-    kit.chain.submit_attestation(kit.attest(0, honest, "reject", "light", "BAD_PROOF", None))
-    kit.chain.submit_attestation(kit.attest(1, honest))
-    kit.chain.submit_attestation(kit.attest(2, honest, "reject", "full", "ROOT_NEXT_MISMATCH", None))
-    kit.clock.advance(kit.rules.attest_window_ms)
-    kit.chain.tick()
+    kit.vote(0, honest, "reject", "light", "BAD_PROOF", None)
+    kit.vote(1, honest)
+    kit.vote(2, honest, "reject", "full", "ROOT_NEXT_MISMATCH", None)
+    kit.settle()
     assert not hasattr(kit.chain, "set_fraud_confirmed")
     c = kit.st.history[-1].candidates[honest.hash]
     s = stakes(kit)
@@ -337,16 +329,21 @@ def test_10_no_fraud_flag_without_a_recheck_and_no_unsigned_epoch(kit: Kit) -> N
 
 
 def test_11_a_verifier_that_signs_both_verdicts_is_slashed_when_seen(kit: Kit) -> None:
-    """v1: an equivocating verifier was slashed only if the block was later decided. Now at once."""
+    """v1: an equivocating verifier was slashed only if the block was later decided. Now at once: two light
+    verdicts, or two commitments to different full votes, on one candidate."""
     m = kit.make(0)
     kit.submit(m)
     kit.close_submit()
     kit.chain.submit_bundle(kit.bundle(m))
-    kit.chain.submit_attestation(kit.attest(0, m))
+    kit.vote(0, m, "accept", "light", None, None)
     with pytest.raises(Rejected, match="ALREADY_ATTESTED"):
-        kit.chain.submit_attestation(kit.attest(0, m, losses=(2.0, 1.25)))
-    acc = kit.chain.submit_attestation(kit.attest(0, m, "reject"))
+        kit.vote(0, m)  # a full commitment beside its light vote
+    acc = kit.chain.submit_attestation(kit.attest(0, m, "reject", "light", "BAD_PROOF", None))
     assert acc.result == "evidence" and kit.stake(kit.verifiers[0]) == 0
+    kit.vote(1, m)
+    other = kit.attest(1, m, losses=(2.0, 1.25))  # another full vote, committed too
+    acc = kit.chain.submit_commit(kit.commit(other))
+    assert acc.result == "evidence" and kit.stake(kit.verifiers[1]) == 0
     assert kit.st.round.finalized_at is None  # the round has not decided anything yet
     clean(kit)
 
@@ -363,9 +360,7 @@ def test_miner_equivocation_slashes_at_once_and_voids_its_candidate(kit: Kit) ->
     assert list(kit.st.round.candidates) == [a.hash]
     kit.close_submit()
     kit.chain.submit_bundle(kit.bundle(a))
-    for v in range(3):
-        kit.chain.submit_attestation(kit.attest(v, a))
-    kit.chain.tick()
+    kit.vote_all(a)
     assert kit.st.history[-1].candidates[a.hash].status == "void" and kit.st.tip_height == 0
     clean(kit)
 
@@ -399,8 +394,10 @@ def test_round_with_two_honest_and_one_lazy_confirms_the_best_and_pays_only_it(t
         votes[(2, v)] = ("reject", "full", "LOSS_NOT_DECREASED", (3.0, 3.0))
     k.run_round([a, b, lazy], votes)
     s = stakes(k)
-    assert winner_of_last_round(k).hash == a.hash and s == {"miner0": 1010, "miner1": 1000, "miner2": 500,
-                                                            "verifier0": 1000, "verifier1": 1000, "verifier2": 1000}
+    fee, pay = k.rules.candidate_fee, 3 * k.rules.verifier_reward  # each verifier: one vote on each candidate
+    assert winner_of_last_round(k).hash == a.hash and s == {"miner0": 1040, "miner1": 1000, "miner2": 1000 - fee,
+                                                            "verifier0": 1000 + pay, "verifier1": 1000 + pay,
+                                                            "verifier2": 1000 + pay}
     clean(k)
 
 
@@ -459,21 +456,19 @@ def test_equivocation_is_slashed_whenever_it_is_seen_and_counts_for_nothing(tmp_
     assert k.st.tip_height == 1
     late = k.attest(0, a, "reject", losses=(2.0, 2.0))  # after finalization
     assert k.chain.submit_attestation(late).result == "evidence" and k.stake(k.verifiers[0]) == 500
-    b2 = k.make(0, header_changes={"height": 1, "round": 1, "train": {"steps": 9}})  # a second header for (1, 1)
-    assert k.submit(b2).result == "evidence" and k.stake(k.miners[0]) == 505
+    b2 = k.make(0, header_changes={"height": 1, "round": 1, "train": {"steps": 9}, "parent_hash": bytes(32),
+                                   "root_prev": k.st.history[-1].root_prev})  # a second header for (1, 1)
+    assert k.submit(b2).result == "evidence" and k.stake(k.miners[0]) == 525
     m = k.make(1)
     k.submit(m)
     k.close_submit()
     k.chain.submit_bundle(k.bundle(m))
     k.chain.tick()
     with pytest.raises(Rejected, match="SLASHED_VERIFIER"):
-        k.chain.submit_attestation(k.attest(0, m))
+        k.vote(0, m)
     with pytest.raises(Rejected, match="SLASHED_MINER"):
         k.submit(k.make(0))
-    for v in (1, 2):
-        k.chain.submit_attestation(k.attest(v, m))
-    k.clock.advance(k.rules.attest_window_ms)
-    k.chain.tick()
+    k.vote_all(m, verifiers=(1, 2))
     assert k.st.tip_height == 2
     clean(k)
 
@@ -517,7 +512,8 @@ def _vote_for_unknown(kit: Kit, other) -> bytes:  # noqa: ANN001
     from pogo_jax.spec.attestation import Attestation, sign_attestation
 
     r = kit.st.round
-    a = Attestation(version=2, chain_id=kit.rules.chain_id, height=r.height, round=r.round, header_hash=other.hash,
+    a = Attestation(version=3, chain_id=kit.chain_id, height=r.height, round=r.round, header_hash=other.hash,
                     verifier_key=public_bytes(kit.verifiers[2]), verdict="accept", tier="full", reason="OK",
-                    evidence=hashlib.sha256(b"x").digest(), loss_prev=2.0, loss_next=1.5)
+                    evidence=hashlib.sha256(b"x").digest(), salt=bytes(32), losses_prev=(2.0,) * 4,
+                    losses_next=(1.5,) * 4)
     return sign_attestation(a, kit.verifiers[2]).to_bytes()

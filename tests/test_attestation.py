@@ -1,4 +1,5 @@
-"""Attestations: canonical bytes, f32 losses, domain-separated signature, strict reader."""
+"""Attestations (v3): canonical bytes, per-window f32 losses, salt, chain-bound signature, strict reader;
+vote commitments."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.attestation import (
+    MAX_ATTESTATION_BYTES,
     OBJECTIVE_FULL,
     OBJECTIVE_LIGHT,
     Attestation,
@@ -20,9 +22,10 @@ from pogo_jax.spec.attestation import (
     sign_attestation,
 )
 from pogo_jax.spec.encoding import canonical
-from pogo_jax.spec.envelope import Signed, body_hash
+from pogo_jax.spec.envelope import Signed, body_hash, seal
 from pogo_jax.spec.header import HEADER_DOMAIN
 from pogo_jax.spec.keys import generate_key, public_bytes, sign, verify_raw
+from pogo_jax.spec.records import VoteCommit, read_record
 
 
 @pytest.fixture
@@ -32,20 +35,25 @@ def rng() -> random.Random:
     return random.Random(seed)
 
 
-def make(rng: random.Random, key_bytes: bytes, verdict: str = "accept", **kw) -> Attestation:
+def make(rng: random.Random, key_bytes: bytes, verdict: str = "accept", tier: str | None = None, **kw) -> Attestation:
+    tier = tier or rng.choice(["light", "full"])
+    m = rng.randrange(2, 40)
+    full = tier == "full"
+    reason = "OK" if verdict == "accept" else ("LOSS_NOT_DECREASED" if full else rng.choice(sorted(OBJECTIVE_LIGHT)))
     fields = dict(
-        version=2,
-        chain_id="test-chain",
+        version=3,
+        chain_id=rng.randbytes(32).hex(),
         height=rng.randrange(1, 10**6),
         round=rng.randrange(1, 50),
         header_hash=rng.randbytes(32),
         verifier_key=key_bytes,
         verdict=verdict,
-        tier=rng.choice(["light", "full"]),
-        reason="OK" if verdict == "accept" else rng.choice(sorted(OBJECTIVE_LIGHT)),
-        loss_prev=rng.uniform(1, 10),
-        loss_next=rng.uniform(1, 10),
+        tier=tier,
+        reason=reason,
         evidence=rng.randbytes(32),
+        salt=rng.randbytes(32) if full else None,
+        losses_prev=tuple(rng.uniform(1, 10) for _ in range(m)) if full else None,
+        losses_next=tuple(rng.uniform(1, 10) for _ in range(m)) if full else None,
     )
     fields.update(kw)
     return Attestation(**fields)
@@ -57,37 +65,63 @@ def f32(x: float) -> float:
 
 def test_roundtrip_sign_verify(rng) -> None:
     key = generate_key()
-    for verdict in ("accept", "reject") * 5:
-        a = make(rng, public_bytes(key), verdict)
-        assert a.loss_prev == f32(a.loss_prev)  # rounded to float32 at construction
+    for verdict, tier in [("accept", "full"), ("reject", "full"), ("accept", "light"), ("reject", "light")] * 3:
+        a = make(rng, public_bytes(key), verdict, tier)
         obj = json.loads(canonical(a.to_obj()))
-        assert obj["loss_prev"] == struct.pack(">f", a.loss_prev).hex()
+        if tier == "full":
+            assert a.losses_prev == tuple(f32(x) for x in a.losses_prev)  # rounded to float32 at construction
+            assert obj["losses_prev"] == [struct.pack(">f", x).hex() for x in a.losses_prev]
+            assert obj["salt"] == a.salt.hex() and a.measured
+        else:
+            assert obj["losses_prev"] is None and obj["salt"] is None and not a.measured
         assert canonical(a.to_obj()) == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
         assert body_hash(a) == hashlib.sha256(canonical(a.to_obj())).digest()
         assert Attestation.from_obj(obj) == a
         s = sign_attestation(a, key)
         assert s.verify()
-        assert verify_raw(public_bytes(key), b"pogo/attest/v1\x00" + body_hash(a), s.signature)
+        # signed for one chain: domain, 0x00, the chain id's 32 bytes, the record hash
+        assert verify_raw(public_bytes(key), b"pogo/attest/v1\x00" + bytes.fromhex(a.chain_id) + body_hash(a),
+                          s.signature)
         back = read_signed_attestation(s.to_bytes())
         assert back == s and back.verify()
-    none = make(rng, public_bytes(key), "reject", loss_prev=None, loss_next=None)
-    assert json.loads(canonical(none.to_obj()))["loss_next"] is None
-    assert Attestation.from_obj(json.loads(canonical(none.to_obj()))) == none
-    with pytest.raises(MalformedInput, match="full-tier accept carries both"):
-        make(rng, public_bytes(key), "accept", tier="full", loss_prev=None)
+    objective = make(rng, public_bytes(key), "reject", "full", reason="ROOT_NEXT_MISMATCH", losses_prev=None,
+                     losses_next=None)
+    assert objective.objective and not objective.measured
+    assert Attestation.from_obj(json.loads(canonical(objective.to_obj()))) == objective
 
 
-def test_signature_binds_domain_and_content(rng) -> None:
+def test_full_votes_carry_their_numbers_and_salt(rng) -> None:
+    k = rng.randbytes(32)
+    with pytest.raises(MalformedInput, match="per-window losses"):
+        make(rng, k, "accept", "full", losses_prev=None)
+    with pytest.raises(MalformedInput, match="per-window losses"):
+        make(rng, k, "accept", "full", losses_next=(1.0,))
+    with pytest.raises(MalformedInput, match="salt"):
+        make(rng, k, "accept", "full", salt=None)
+    with pytest.raises(MalformedInput, match="no losses"):
+        make(rng, k, "reject", "full", reason="ROOT_NEXT_MISMATCH")  # an objective reject measured nothing
+    with pytest.raises(MalformedInput, match="no losses and no salt"):
+        make(rng, k, "accept", "light", losses_prev=(1.0,), losses_next=(1.0,))
+    with pytest.raises(MalformedInput, match="measured full vote says one of"):
+        make(rng, k, "reject", "full", reason="BAD_PROOF")
+
+
+def test_signature_binds_domain_chain_and_content(rng) -> None:
     key = generate_key()
-    a = make(rng, public_bytes(key))
-    # a header-domain signature over the same 32 bytes is not an attestation signature
-    assert not Signed(a, sign(key, HEADER_DOMAIN, body_hash(a))).verify()
+    a = make(rng, public_bytes(key), tier="full")
+    # a header-domain signature over the same bytes is not an attestation signature
+    assert not Signed(a, sign(key, HEADER_DOMAIN, bytes.fromhex(a.chain_id) + body_hash(a))).verify()
+    # nor is a signature that leaves the chain id out (v2's message)
+    assert not Signed(a, sign(key, b"pogo/attest/v1", body_hash(a))).verify()
     s = sign_attestation(a, key)
     obj = s.to_obj()
-    obj["body"]["verdict"], obj["body"]["reason"] = "reject", "BAD_PROOF"
+    obj["body"]["verdict"], obj["body"]["reason"] = "reject", "LOSS_NOT_DECREASED"
     assert not Signed.from_obj(obj, Attestation).verify()
     obj = s.to_obj()
-    obj["body"]["loss_next"] = struct.pack(">f", 0.5).hex()
+    obj["body"]["losses_next"][0] = struct.pack(">f", 0.5).hex()
+    assert not Signed.from_obj(obj, Attestation).verify()
+    obj = s.to_obj()
+    obj["body"]["chain_id"] = rng.randbytes(32).hex()  # the same vote for another chain
     assert not Signed.from_obj(obj, Attestation).verify()
     with pytest.raises(ValueError, match="signer"):
         sign_attestation(a, generate_key())
@@ -96,8 +130,7 @@ def test_signature_binds_domain_and_content(rng) -> None:
 def test_objective_flag(rng) -> None:
     k = rng.randbytes(32)
     assert make(rng, k, "reject", tier="light", reason="APPLY_MISMATCH").objective
-    assert not make(rng, k, "reject", tier="full", reason="APPLY_MISMATCH").objective
-    assert make(rng, k, "reject", tier="full", reason="ROOT_NEXT_MISMATCH").objective
+    assert make(rng, k, "reject", tier="full", reason="ROOT_NEXT_MISMATCH", losses_prev=None, losses_next=None).objective
     assert not make(rng, k, "reject", tier="full", reason="LOSS_NOT_DECREASED").objective
     assert not make(rng, k, "reject", tier="light", reason="LOSS_NOT_LOWER").objective
     assert not make(rng, k, "accept").objective
@@ -106,9 +139,9 @@ def test_objective_flag(rng) -> None:
 
 def test_reader_rejects_malformed(rng) -> None:
     key = generate_key()
-    good = sign_attestation(make(rng, public_bytes(key)), key).to_obj()
+    good = sign_attestation(make(rng, public_bytes(key), tier="full"), key).to_obj()
     cases = [
-        ("unsupported version", "version", 1),
+        ("unsupported version", "version", 2),
         ("outside", "round", 0),
         ("wrong type", "height", "1"),
         ("outside", "height", 0),
@@ -118,12 +151,15 @@ def test_reader_rejects_malformed(rng) -> None:
         ("'light' or 'full'", "tier", "medium"),
         ("reason code", "reason", "lower case"),
         ("only with accept", "reason", "BAD_PROOF"),
-        ("8 hex digits", "loss_prev", "3f80"),
-        ("non-finite", "loss_next", "7f800000"),
-        ("non-finite", "loss_next", "7fc00000"),
+        ("8 hex digits", "losses_prev", ["3f80"] * 3),
+        ("non-finite", "losses_next", ["7f800000"] * 3),
+        ("non-finite", "losses_next", ["7fc00000"] * 3),
+        ("f32hex values", "losses_next", "3f800000"),
         ("expected 32 bytes", "evidence", "ab"),
+        ("expected 32 bytes", "salt", "ab"),
         ("unknown field", "extra", 0),
         ("chain_id", "chain_id", "a b"),
+        ("chain_id", "chain_id", "pogo-local"),  # a name is not a chain id
     ]
     for message, key_name, value in cases:
         o = copy.deepcopy(good)
@@ -139,8 +175,24 @@ def test_reader_rejects_malformed(rng) -> None:
     with pytest.raises(MalformedInput, match="evidence"):
         make(rng, public_bytes(key), evidence=None)
     with pytest.raises(MalformedInput, match="overflows float32"):
-        make(rng, public_bytes(key), loss_prev=1e39)
+        make(rng, public_bytes(key), tier="full", losses_prev=(1e39, 1.0), losses_next=(1.0, 1.0))
     with pytest.raises(MalformedInput, match="finite"):
-        make(rng, public_bytes(key), loss_prev=float("nan"))
+        make(rng, public_bytes(key), tier="full", losses_prev=(float("nan"), 1.0), losses_next=(1.0, 1.0))
     with pytest.raises(MalformedInput, match="exceeds the limit"):
-        read_signed_attestation(b" " * 5000)
+        read_signed_attestation(b" " * (MAX_ATTESTATION_BYTES + 1))
+
+
+def test_a_vote_commitment_names_the_vote_it_will_reveal(rng) -> None:
+    key = generate_key()
+    a = make(rng, public_bytes(key), tier="full")
+    vote = sign_attestation(a, key)
+    c = seal(VoteCommit(a.chain_id, a.height, a.round, a.header_hash, a.verifier_key, vote.hash), key)
+    back = read_record(c.to_bytes(), "commit")
+    assert back == c and back.verify() and back.body.vote == body_hash(a)
+    # the salt hides the numbers: the same numbers with other salt are another commitment
+    other = sign_attestation(make(rng, public_bytes(key), tier="full", **{f: getattr(a, f) for f in (
+        "chain_id", "height", "round", "header_hash", "verdict", "reason", "evidence", "losses_prev", "losses_next")},
+        salt=rng.randbytes(32)), key)
+    assert other.hash != vote.hash
+    with pytest.raises(ValueError, match="signer"):
+        seal(c.body, generate_key())

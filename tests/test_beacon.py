@@ -20,8 +20,14 @@ def H(x: bytes) -> bytes:
     return hashlib.sha256(b"pogo/beacon/v1" + x).digest()
 
 
-def close(node, h: int = 1, a: int = 1, at: int = 1_000, window: str = "submit", chain_id: str = "c") -> bytes:
-    body = Close(chain_id, public_bytes(node), h, a, window, at, os.urandom(32), (os.urandom(32),))
+CHAIN = hashlib.sha256(b"beacon test genesis").hexdigest()
+
+
+def close(node, h: int = 1, a: int = 1, at: int = 1_000, window: str = "submit", chain_id: str = CHAIN,
+          data: bytes | None = None, shard: int = 0) -> bytes:
+    """A signed close; by default for a dataset of its own (so its shard 0 is the next one to release)."""
+    body = Close(chain_id, public_bytes(node), h, a, window, at, os.urandom(32), (os.urandom(32),),
+                 os.urandom(32) if data is None else data, shard)
     return seal(body, node).to_bytes()
 
 
@@ -33,7 +39,7 @@ def test_hash_chain_values(tmp_path) -> None:
         chain.append(H(chain[-1]))
     assert b.anchor == chain[40]  # independent: H^L(s), value(i) = H^(L-i)(s)
     node = key("node")
-    b.bind("c", public_bytes(node))
+    b.bind(CHAIN, public_bytes(node))
     prev = b.anchor
     from pogo_jax.spec.records import read_record
 
@@ -53,9 +59,9 @@ def test_only_the_nodes_signed_close_after_its_time_releases_a_value(tmp_path) -
     node, miner = key("node"), key("miner")
     with pytest.raises(Rejected, match="NOT_BOUND|bound"):
         b.reveal(close(node))
-    b.bind("c", public_bytes(node))
+    b.bind(CHAIN, public_bytes(node))
     with pytest.raises(Rejected, match="WRONG_NODE"):
-        b.bind("c", public_bytes(miner))  # the first binding sticks
+        b.bind(CHAIN, public_bytes(miner))  # the first binding sticks
     with pytest.raises(Rejected, match="WRONG_NODE"):
         b.reveal(close(miner))  # a miner signing its own "close" record
     forged = bytearray(close(node))
@@ -82,7 +88,7 @@ def test_state_on_disk(tmp_path) -> None:
     assert stat.S_IMODE((d / "secret.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     node = key("node")
-    b.bind("c", public_bytes(node))
+    b.bind(CHAIN, public_bytes(node))
     c = close(node, at=clock())
     r1 = b.reveal(c)
     again = BeaconService(d, clock)
@@ -93,3 +99,39 @@ def test_state_on_disk(tmp_path) -> None:
     (d / "secret.key").write_text(os.urandom(32).hex())
     with pytest.raises(UserError, match="anchor"):
         BeaconService(d)
+
+
+def test_shard_keys_are_released_in_order_once_each_with_their_round(tmp_path) -> None:
+    """The beacon releases a dataset's sealed shard keys one per round, in order, each with its round's value:
+    a node that names a later shard (to learn its contents early and pass them to a miner) is refused, and a
+    shard it holds no key for is released as null (the round closes empty)."""
+    from pogo_jax.spec.records import read_record
+    from pogo_jax.spec.sealed import key_hash, write_keys
+
+    clock = FakeClock(10_000)
+    b = BeaconService.create(tmp_path / "b", length=16, clock=clock)
+    node = key("node")
+    b.bind(CHAIN, public_bytes(node))
+    data, keys = os.urandom(32), [os.urandom(32) for _ in range(2)]
+    write_keys(tmp_path / "k.json", data, keys)
+    assert b.add_keys(tmp_path / "k.json") == data
+    assert stat.S_IMODE((tmp_path / "b" / "keys" / f"{data.hex()}.json").stat().st_mode) == 0o600
+    with pytest.raises(Rejected, match="WRONG_SHARD"):
+        b.reveal(close(node, h=1, at=clock(), data=data, shard=1))  # the next round's shard, asked early
+    got = []
+    for h in (1, 2, 3):
+        v = read_record(b.reveal(close(node, h=h, at=clock(), data=data, shard=h - 1)), "reveal").body
+        got.append(v.shard_key)
+        assert (v.data, v.shard) == (data, h - 1)
+    assert got[:2] == keys and got[2] is None  # the third shard has no key here: released as null
+    assert key_hash(got[0]) == key_hash(keys[0])
+    with pytest.raises(Rejected, match="WRONG_SHARD"):
+        b.reveal(close(node, h=4, at=clock(), data=data, shard=1))  # a shard already released: never again
+    other = os.urandom(32)
+    write_keys(tmp_path / "other.json", data, [os.urandom(32)])
+    with pytest.raises(UserError, match="other keys"):
+        b.add_keys(tmp_path / "other.json")
+    again = BeaconService(tmp_path / "b", clock)  # a restart keeps the keys and the count
+    assert again.eval_keys[data] == tuple(keys) and other not in again.eval_keys
+    with pytest.raises(Rejected, match="WRONG_SHARD"):
+        again.reveal(close(node, h=5, at=clock(), data=data, shard=0))

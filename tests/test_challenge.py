@@ -105,17 +105,25 @@ def test_seed_and_challenge(rng) -> None:
     assert challenge_leaves(hh, rng.randbytes(32), 5000, 16) != challenge_leaves(hh, beacon, 5000, 16)
     # the windows are the round's: the same for every candidate, from chain id, height, round and beacon
     h, a = rng.randrange(1, 10**6), rng.randrange(1, 9)
-    rs = hashlib.sha256(b"pogo/round/v1" + b"my-chain" + h.to_bytes(8, "little") + a.to_bytes(8, "little")
+    chain = rng.randbytes(32)  # the chain id: a genesis hash, hashed as its 32 bytes
+    rs = hashlib.sha256(b"pogo/round/v1" + chain + h.to_bytes(8, "little") + a.to_bytes(8, "little")
                         + beacon).digest()
-    assert round_seed("my-chain", h, a, beacon) == rs
-    assert list(round_windows("my-chain", h, a, beacon, 300, 8)) == reference_sample(rs, b"windows", 300, 8)
-    assert round_windows("my-chain", h, a + 1, beacon, 300, 8) != round_windows("my-chain", h, a, beacon, 300, 8)
+    assert round_seed(chain.hex(), h, a, beacon) == rs
+    assert list(round_windows(chain.hex(), h, a, beacon, 300, 8)) == reference_sample(rs, b"windows", 300, 8)
+    assert round_windows(chain.hex(), h, a + 1, beacon, 300, 8) != round_windows(chain.hex(), h, a, beacon, 300, 8)
+    other = rng.randbytes(32).hex()  # another chain draws other windows from the same beacon value
+    assert round_windows(other, h, a, beacon, 300, 8) != round_windows(chain.hex(), h, a, beacon, 300, 8)
+    with pytest.raises(MalformedInput, match="genesis hash"):
+        round_seed("my-chain", h, a, beacon)
     with pytest.raises(MalformedInput, match="beacon"):
         derive_seed(hh, beacon[:31])
     with pytest.raises(MalformedInput, match="header hash"):
         derive_seed(hh + b"\x00", beacon)
     with pytest.raises(MalformedInput, match="no evaluation window"):
-        round_windows("c", 1, 1, beacon, 0, 4)
+        round_windows(chain.hex(), 1, 1, beacon, 0, 4)
+
+
+GOLDEN_WINDOWS = (34, 14, 45, 33)  # round (1, 1) of the chain sha256("pogo golden genesis"), 50 windows
 
 
 def test_golden_vector() -> None:
@@ -123,7 +131,8 @@ def test_golden_vector() -> None:
     beacon = hashlib.sha256(b"pogo golden beacon").digest()
     assert derive_seed(hh, beacon).hex() == "624d6e8bff2bfc44f91a9ee781225bb9b4327e41afb74a83d9e17c6c086efea0"
     assert challenge_leaves(hh, beacon, 1000, 8) == (265, 980, 276, 16, 772, 634, 58, 938)
-    assert round_windows("pogo-golden", 1, 1, beacon, 50, 4) == (27, 41, 13, 29)
+    golden_chain = hashlib.sha256(b"pogo golden genesis").hexdigest()
+    assert round_windows(golden_chain, 1, 1, beacon, 50, 4) == GOLDEN_WINDOWS
 
 
 def test_detection_bound(rng) -> None:

@@ -22,8 +22,8 @@ HASHES = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "
 def random_header(rng: random.Random, miner_key: bytes) -> Header:
     b = lambda: rng.randbytes(32)
     return Header(
-        version=2,
-        chain_id=f"chain-{rng.randrange(1000)}",
+        version=3,
+        chain_id=rng.randbytes(32).hex(),
         height=rng.randrange(1, 2**40),
         round=rng.randrange(1, 1000),
         parent_hash=b(),
@@ -82,7 +82,7 @@ def test_roundtrip_and_hash(rng) -> None:
         s = sign_header(h, key)
         assert s.verify()
         # the signature is Ed25519 over b"pogo/header/v1" || 0x00 || header hash
-        assert verify_raw(h.miner_key, b"pogo/header/v1\x00" + h.hash(), s.signature)
+        assert verify_raw(h.miner_key, b"pogo/header/v1\x00" + bytes.fromhex(h.chain_id) + h.hash(), s.signature)
         again = read_signed_header(s.to_bytes())
         assert again == s and again.verify() and again.hash == h.hash()
         assert Signed.from_obj(s.to_obj(), Header) == s
@@ -92,8 +92,8 @@ def test_roundtrip_and_hash(rng) -> None:
 def test_golden_vector() -> None:
     key = key_from_seed(hashlib.sha256(b"pogo golden miner").digest())
     h = Header(
-        version=2,
-        chain_id="pogo-golden",
+        version=3,
+        chain_id=hashlib.sha256(b"pogo golden genesis").hexdigest(),
         height=1,
         round=1,
         parent_hash=bytes(32),
@@ -109,14 +109,15 @@ def test_golden_vector() -> None:
         train={"steps": 100, "tokens": 51200, "optimizer": "adamw", "lr": "3a83126f"},
     )
     assert h.encode() == independent_encoding(h)
-    assert h.hash().hex() == "04f337e4f912a57c0ef4c8b48713b66b16d29c2a55decff9928fc3fca011776b"
+    assert h.hash().hex() == "3667073e8b310ee8181389bec18b6eb8d18f43bbef64f189a7a6afa43111b74c"
     # Ed25519 is deterministic, so the signature is a golden value too.
     sig = sign_header(h, key).signature
     assert sig.hex() == (
-        "1564d594292a62c4e486b4e35111dfc62be8fe69d92cf30eb0abc87d89e69a22"
-        "25601965ac8af5c5462fbab3ef44853993faec291ed9447f184621c80835670c"
+        "a303efb01b5d5e2f429ff99c40c7c70d57a240a7150876ffc3fbb439bfe45e64"
+        "e4f8825cd0d7ecbfbf4e4997f658b1780b85271de4f61ed8b35b8bdf731b1a0b"
     )
-    assert verify_raw(public_bytes(key), b"pogo/header/v1\x00" + h.hash(), sig)
+    # signed for one chain: domain, 0x00, the chain id's 32 bytes, the header hash
+    assert verify_raw(public_bytes(key), b"pogo/header/v1\x00" + bytes.fromhex(h.chain_id) + h.hash(), sig)
 
 
 def test_tampering_breaks_signature(rng) -> None:
@@ -171,6 +172,8 @@ def _mutations(rng: random.Random):
         ("multiple of an even group_size", setf("group_size", 3)),
         ("chain_id", setf("chain_id", "has space")),
         ("chain_id", setf("chain_id", "")),
+        ("chain_id", setf("chain_id", "pogo-local")),  # a name is not a chain id (PROTOCOL 13)
+        ("chain_id", setf("chain_id", "AB" * 32)),  # upper case is not canonical
         ("train", setf("train", [])),
         ("train.nested", setf("train", {"nested": {"a": 1}})),
         ("lower_snake_case", setf("train", {"BadKey": 1})),

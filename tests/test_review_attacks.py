@@ -50,13 +50,13 @@ def test_a_node_that_serves_other_update_bytes_cannot_get_the_miner_slashed(kit:
     v = Verifier(LocalClient(kit.chain), kit.verifiers[0], kit.tmp / "v0", "full")
     with pytest.raises(NodeFault, match="the node is faulty"):
         v.check(honest.hash)
-    for i in range(3):  # even verifiers that did sign the mismatch make no fraud claim of it
-        kit.chain.submit_attestation(kit.attest(i, honest, "reject", "full", "ROOT_Q_MISMATCH", None))
-    kit.clock.advance(kit.rules.attest_window_ms)
-    kit.chain.tick()
+    for i in range(3):  # even verifiers that signed the mismatch cannot make a fraud claim of it
+        with pytest.raises(MalformedInput, match="per-window losses"):
+            kit.vote(i, honest, "reject", "full", "ROOT_Q_MISMATCH", None)
+    kit.settle()
     c = kit.st.history[-1].candidates[honest.hash]
     assert c.status != "fraud" and public_bytes(kit.miners[0]) not in kit.st.barred
-    assert kit.stake(kit.miners[0]) == 1000 or c.status == "rejected"  # a loss vote at most, never fraud
+    assert kit.stake(kit.miners[0]) == 1000
     rep = audit(kit.chain.ledger.entries(), kit.chain.ledger.tables(), kit.chain.fetch)
     assert any("does not hash to the header's root_q" in d for d in rep.differences)
 
@@ -68,10 +68,12 @@ def test_roles_redo_the_nodes_rechecks_and_refuse_a_false_one(kit: Kit) -> None:
     and pogo audit reports it."""
     honest = kit.make(0)
     _run_to_attest(kit, [honest])
-    kit.chain.submit_attestation(kit.attest(0, honest, "reject", "light", "BAD_PROOF", None))  # false claim
+    kit.vote(0, honest, "reject", "light", "BAD_PROOF", None)  # false claim
     for v in (1, 2):
-        kit.chain.submit_attestation(kit.attest(v, honest))
-    kit.clock.advance(kit.rules.attest_window_ms)
+        kit.vote(v, honest)
+    kit.close_commits()
+    kit.reveal_all()
+    kit.clock.advance(kit.rules.reveal_window_ms)
     assert kit.chain.recheck(honest.hash, "light").fails is False
     with kit.chain.lock:
         now = kit.clock()
@@ -83,23 +85,36 @@ def test_roles_redo_the_nodes_rechecks_and_refuse_a_false_one(kit: Kit) -> None:
     assert any("re-check" in d and "fails=True" in d for d in rep.differences), rep.differences
 
 
-def test_a_full_accept_is_held_to_the_miners_reported_losses(kit: Kit) -> None:
-    """The verified improvement is a median of the accepts' numbers. Accepts were taken with any numbers: one
+def test_a_full_vote_is_held_to_its_own_numbers_and_one_l_prev_per_round(tmp_path) -> None:
+    """The verified improvement is a median of the votes' numbers. Accepts were taken with any numbers: one
     verifier reported L(next) = -1e38 for its favourite (which won), or an increase, or another L(prev) for
-    each candidate. Now an accept must show a fall by delta, within the tolerance of the bundle's reported
-    losses, with one L(prev) per verifier per round."""
+    each candidate. Now every full vote's verdict must be the one its own numbers imply (accept: a bound at
+    delta or above and the bundle's reported losses within tolerance), with one L(prev) per verifier per
+    round; a vote that breaks this is refused at its reveal, and its unrevealed commitment costs its fee."""
+    kit = Kit(tmp_path, n_verifiers=6)
     a, b = kit.make(0), kit.make(1)
     _run_to_attest(kit, [a, b])  # both bundles report (2.0, 1.5)
-    lies = [((2.0, -1e38), "within the tolerance"), ((2.0, 2.5), "fall by delta"), ((2.0, 1.4), "within the tolerance")]
-    for losses, msg in lies:
-        with pytest.raises(Rejected, match=msg):
-            kit.chain.submit_attestation(kit.attest(0, a, losses=losses))
-    kit.chain.submit_attestation(kit.attest(0, a, losses=(2.0, 1.5)))
+    lies = [((2.0, -1e38), "OK", "LOSS_MISMATCH"), ((2.0, 2.5), "OK", "LOSS_NOT_DECREASED"),
+            ((2.0, 1.4), "OK", "LOSS_MISMATCH"), ((2.0, 1.5), "LOSS_NOT_DECREASED", "OK")]
+    votes = [kit.attest(i, a, losses=losses, reason=said) for i, (losses, said, _) in enumerate(lies)]
+    for v in votes:
+        kit.chain.submit_commit(kit.commit(v))
+    kit.vote(4, a)
     jitter = float(np.float32(2.0 * (1 + 1e-4)))  # inside the tolerance, but not the L(prev) it measured for a
-    with pytest.raises(Rejected, match="INCONSISTENT_LOSS"):
-        kit.chain.submit_attestation(kit.attest(0, b, losses=(jitter, 1.5)))
-    kit.chain.submit_attestation(kit.attest(0, b, losses=(2.0, 1.5)))
-    assert kit.st.round.loss_prev == {public_bytes(kit.verifiers[0]): 2.0}
+    shifted = kit.attest(4, b, losses=([jitter] * 4, [1.5] * 4))
+    kit.chain.submit_commit(kit.commit(shifted))
+    kit.close_commits()
+    for v, (_, said, implied) in zip(votes, lies, strict=True):
+        with pytest.raises(Rejected, match=f"INCONSISTENT_LOSS.*own numbers say {implied}, the vote says {said}"):
+            kit.chain.submit_attestation(v)
+    kit.reveal_all()
+    with pytest.raises(Rejected, match=r"INCONSISTENT_LOSS.*other L\(prev\)"):
+        kit.chain.submit_attestation(shifted)
+    assert kit.st.round.loss_prev == {public_bytes(kit.verifiers[4]): (2.0,) * 4}
+    kit.finish()
+    fee = kit.rules.verifier_fee
+    assert [kit.stake(kit.verifiers[i]) for i in range(5)] == [1000 - fee] * 4 + [1000 - fee]  # v4: b unrevealed
+
 
 
 def test_any_nonzero_penalty_costs_at_least_one(tmp_path) -> None:
@@ -116,7 +131,7 @@ def test_any_nonzero_penalty_costs_at_least_one(tmp_path) -> None:
     k1 = Kit(tmp_path / "k1", stake=1)
     m = k1.make(0)
     k1.run_round([m], {(0, v): ("reject", "full", "LOSS_NOT_DECREASED", (2.0, 2.0)) for v in range(3)})
-    assert k1.st.history[-1].candidates[m.hash].status == "rejected" and k1.stake(k1.miners[0]) == 0
+    assert k1.st.history[-1].candidates[m.hash].status == "weak" and k1.stake(k1.miners[0]) == 0
     rng = np.random.default_rng()
     for stake in rng.integers(1, 10**6, size=50).tolist():
         for frac in (k.rules.withhold_fraction, k.rules.loss_slash_fraction, k.rules.slash_fraction):
@@ -135,8 +150,9 @@ def test_a_round_admits_a_bounded_number_of_candidates(tmp_path, monkeypatch) ->
     k.submit(ms[1])
     with pytest.raises(Rejected, match="ROUND_FULL"):
         k.submit(ms[2])
-    close = Close("pogo-test", public_bytes(key("node")), 1, 1, "submit", 0, bytes(32),
-                  tuple(hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(MAX_ROUND_CANDIDATES)))
+    close = Close(k.chain_id, public_bytes(key("node")), 1, 1, "submit", 0, bytes(32),
+                  tuple(hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(MAX_ROUND_CANDIDATES)),
+                  bytes(32), 4095)
     from pogo_jax.spec.envelope import seal
 
     assert len(seal(close, key("node")).to_bytes()) < MAX_CLOSE_BYTES // 2
@@ -208,7 +224,8 @@ def test_the_node_records_that_no_test_exercised(kit: Kit) -> None:
     for m in (a, b):
         kit.chain.submit_bundle(kit.bundle(m))
     kit.chain.tick()
-    kit.chain.submit_attestation(kit.attest(0, a, "reject", "light", "BAD_PROOF", None))
+    kit.vote(0, a, "reject", "light", "BAD_PROOF", None)
+    kit.vote(2, a)
     with kit.chain.lock:
         now = kit.clock()
         with pytest.raises(Rejected, match="NOT_DUE"):
@@ -216,7 +233,13 @@ def test_the_node_records_that_no_test_exercised(kit: Kit) -> None:
                 Finalize, at=now, rechecks=(kit.chain.recheck(a.hash, "light"),)), at=now)
     kit.clock.advance(kit.rules.attest_window_ms + 1)
     with pytest.raises(Rejected, match="WINDOW_CLOSED"):
-        kit.chain.submit_attestation(kit.attest(1, a))
+        kit.vote(1, a)  # a commitment after the commit window
+    kit.chain.tick()
+    with pytest.raises(Rejected, match="NOT_COMMITTED"):
+        kit.chain.submit_attestation(kit.attest(1, a))  # a full vote revealed without its commitment
+    kit.clock.advance(kit.rules.reveal_window_ms + 1)
+    with pytest.raises(Rejected, match="WINDOW_CLOSED"):
+        kit.chain.submit_attestation(kit.attest(1, a, "accept", "light", None, None))
     with kit.chain.lock:
         now = kit.clock()
         with pytest.raises(Rejected, match="BAD_FINALIZE"):
@@ -231,20 +254,25 @@ def test_a_barred_verifier_is_not_waited_for(tmp_path) -> None:
     k = Kit(tmp_path, slash_fraction=Fraction(1, 2))
     first = k.make(0)
     _run_to_attest(k, [first])
-    k.chain.submit_attestation(k.attest(0, first))
-    k.chain.submit_attestation(k.attest(0, first, "reject", "full", "LOSS_NOT_DECREASED", (2.0, 2.0)))  # both
+    k.vote(0, first)
+    k.chain.submit_commit(k.commit(k.attest(0, first, losses=(2.0, 2.0))))  # a second commitment: both
     assert public_bytes(k.verifiers[0]) in k.st.barred and k.stake(k.verifiers[0]) == 500
     for v in (1, 2):
-        k.chain.submit_attestation(k.attest(v, first))
+        k.vote(v, first)
+    k.chain.tick()  # the barred verifier is not waited for: the commit window closes at once
+    assert k.st.round.phase == "reveal"
+    k.reveal_all(skip={public_bytes(k.verifiers[0])})
     k.chain.tick()
     assert k.st.tip_height == 1
     second = k.make(1)
     _run_to_attest(k, [second])
     with pytest.raises(Rejected, match="SLASHED_VERIFIER"):
-        k.chain.submit_attestation(k.attest(0, second))
+        k.vote(0, second)
     for v in (1, 2):
-        k.chain.submit_attestation(k.attest(v, second))
-    k.chain.tick()  # every verifier that can still vote has: finalized at once, not after the window
+        k.vote(v, second)
+    k.chain.tick()  # every verifier that can still vote has: the windows close at once, not after their time
+    k.reveal_all(skip={public_bytes(k.verifiers[0])})
+    k.chain.tick()
     assert k.st.tip_height == 2
 
 

@@ -19,7 +19,7 @@ from pogo_jax.chain.history import StateCache
 from pogo_jax.chain.ledger import summary
 from pogo_jax.chain.log import Entry, check_chain
 from pogo_jax.chain.recheck import recheck
-from pogo_jax.chain.state import MAX_SKEW_MS, BundleNote, ChainState
+from pogo_jax.chain.state import MAX_SKEW_MS, BundleNote, ChainState, sealed_annotation
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
@@ -59,6 +59,12 @@ def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[
         return rep
     st = ChainState()
     cache = StateCache()
+    datasets: dict[bytes, object] = {}
+
+    def dataset(ref):  # noqa: ANN001, ANN202 - a recorded dataset, fetched once
+        if ref.blob not in datasets:
+            datasets[ref.blob] = read_packed(fetch(ref.blob), verify=False)
+        return datasets[ref.blob]
 
     def get(sha: bytes, what: str) -> bytes | None:
         try:
@@ -89,6 +95,16 @@ def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[
                     rep.differences.append(f"entry {e.seq}: the node's {x.tier} re-check of "
                                            f"{x.header_hash.hex()[:16]}... says fails={x.fails}, audit finds "
                                            f"fails={mine.fails} ({mine.reason})")
+        if e.kind == "reveal" and st.genesis is not None:
+            try:
+                want = sealed_annotation(st, read_record(e.record, "reveal").body, dataset)
+            except (MalformedInput, UserError, OSError) as err:
+                want = None
+                rep.differences.append(f"entry {e.seq}: cannot open the round's sealed shard to check the node's "
+                                       f"annotation ({str(err)[:80]})")
+            if want is not None and want != e.extra:
+                rep.differences.append(f"entry {e.seq}: the node annotated the reveal {e.extra}, the stored dataset "
+                                       f"and the released key give {want}")
         try:
             st.apply(e)
         except (Rejected, MalformedInput) as err:

@@ -12,6 +12,12 @@ the beacon's own clock, and only once: asking twice for a round returns the same
 rounds only move forward. So neither a miner (no node signature) nor the node itself (it cannot make
 the beacon reveal before the close time, nor twice for one round) can learn a value early or choose
 among values. Every reveal is written to ``reveals.jsonl`` (fsync) before it is returned.
+
+It also holds the keys of the chain's sealed evaluation shards (PROTOCOL 14; ``keys/<manifest
+hash>.json``, copied in by ``pogo beacon serve --eval-keys FILE``) and releases shard ``i`` of a dataset
+with the reveal of the ``i``-th round judged on that dataset, never earlier and never out of order: the
+close record names the dataset and the shard, and the beacon refuses any shard but the next one it has
+not released. A shard it holds no key for is released as ``null`` (the round closes empty).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem, write_secret_file
 from pogo_jax.spec.records import Close, Reveal, read_record
+from pogo_jax.spec.sealed import read_keys
 
 BEACON_DOMAIN = b"pogo/beacon/v1"
 DEFAULT_LENGTH = 4096
@@ -88,6 +95,30 @@ class BeaconService:
                     self.reveals.append(json.loads(line))
         self.binding = json.loads((self.dir / "binding.json").read_text()) if (self.dir / "binding.json").is_file() \
             else None
+        self.eval_keys: dict[bytes, tuple[bytes, ...]] = {}
+        self._load_keys()
+
+    def _load_keys(self) -> None:
+        """The keys files in ``keys/`` (``add_keys`` from this or another process puts them there)."""
+        kd = self.dir / "keys"
+        if kd.is_dir():
+            for f in sorted(kd.glob("*.json")):
+                if bytes.fromhex(f.stem) not in self.eval_keys:
+                    k = read_keys(f)
+                    self.eval_keys[k.manifest_hash] = k.keys
+
+    def add_keys(self, path: str | Path) -> bytes:
+        """Take a dataset's shard keys into the beacon's own directory (mode 0600); returns its manifest hash."""
+        k = read_keys(path)
+        held = self.eval_keys.get(k.manifest_hash)
+        if held is not None and held != k.keys:
+            raise UserError(f"the beacon already holds other keys for dataset {k.manifest_hash.hex()[:16]}...")
+        if held is None:
+            kd = self.dir / "keys"
+            kd.mkdir(mode=0o700, exist_ok=True)
+            write_secret_file(kd / f"{k.manifest_hash.hex()}.json", Path(path).expanduser().read_bytes())
+            self.eval_keys[k.manifest_hash] = k.keys
+        return k.manifest_hash
 
     @classmethod
     def create(cls, directory: str | Path, length: int = DEFAULT_LENGTH, secret: bytes | None = None,
@@ -116,7 +147,8 @@ class BeaconService:
 
     def info(self) -> dict:
         return {"key": self.public.hex(), "anchor": self.anchor.hex(), "length": self.length,
-                "revealed": len(self.reveals), "binding": self.binding}
+                "revealed": len(self.reveals), "binding": self.binding,
+                "eval_keys": {h.hex(): len(k) for h, k in sorted(self.eval_keys.items())}}
 
     def bind(self, chain_id: str, node_key: bytes) -> None:
         """Serve one chain and one node: pinned by the first call (or ``pogo beacon serve --node-key``)."""
@@ -149,13 +181,23 @@ class BeaconService:
                 return rec["reveal"].encode("ascii")
         if self.reveals and (c.height, c.round) < (self.reveals[-1]["height"], self.reveals[-1]["round"]):
             raise Rejected("STALE_ROUND", "rounds only move forward")
+        released = sum(1 for rec in self.reveals if rec.get("data") == c.data.hex())
+        if c.shard != released:
+            raise Rejected("WRONG_SHARD", f"the close record names sealed shard {c.shard} of its dataset; the next one "
+                                          f"this beacon releases is {released}")
         index = len(self.reveals) + 1
         if index > self.length:
             raise Rejected("EXHAUSTED", f"beacon chain exhausted after {self.length} reveals")
         value = walk(self._secret, self.length - index)
-        body = Reveal(c.chain_id, self.public, c.height, c.round, index, value, now, signed.hash)
+        if c.data not in self.eval_keys:
+            self._load_keys()
+        keys = self.eval_keys.get(c.data, ())
+        shard_key = keys[c.shard] if c.shard < len(keys) else None
+        body = Reveal(c.chain_id, self.public, c.height, c.round, index, value, now, signed.hash, c.data, c.shard,
+                      shard_key)
         out = seal(body, self.key).to_bytes()
-        rec = {"height": c.height, "round": c.round, "close": signed.hash.hex(), "reveal": out.decode("ascii")}
+        rec = {"height": c.height, "round": c.round, "close": signed.hash.hex(), "data": c.data.hex(),
+               "shard": c.shard, "reveal": out.decode("ascii")}
         with open(self.dir / "reveals.jsonl", "a") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             f.flush()

@@ -63,11 +63,13 @@ def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> St
 
 
 def serve(directory: str | Path, host: str, port: int, length: int, node_key: bytes | None = None,
-          ready_file: str | None = None) -> None:
+          ready_file: str | None = None, eval_keys: list[Path] = ()) -> None:
 
     import uvicorn
 
     service = BeaconService.open_or_create(directory, length)
+    for f in eval_keys:
+        service.add_keys(f)
     print(f"beacon anchor {service.anchor.hex()} key {service.public.hex()} ({service.length} values, "
           f"{len(service.reveals)} revealed)", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(make_app(service, node_key), host=host, port=port, log_level="warning",

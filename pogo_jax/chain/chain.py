@@ -25,7 +25,7 @@ from pogo_jax.chain.history import StateCache
 from pogo_jax.chain.ledger import Ledger, summary
 from pogo_jax.chain.log import Entry
 from pogo_jax.chain.recheck import recheck
-from pogo_jax.chain.state import BundleNote, ChainState
+from pogo_jax.chain.state import BundleNote, ChainState, sealed_annotation
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
@@ -108,6 +108,7 @@ class Chain:
         self._gc_blobs()
         self.cache = StateCache()
         self._last_reveal_error = ""
+        self._datasets: dict[bytes, object] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
     @classmethod
@@ -353,6 +354,16 @@ class Chain:
             acc = self._append("attestation", data)
         return Accepted(acc.seq, "attestation", acc.result, signed.hash.hex())
 
+    def submit_commit(self, data: bytes) -> Accepted:
+        """A full verifier's signed commitment to the vote it will reveal (PROTOCOL 16)."""
+        signed = read_record(data, "commit")
+        with self.lock:
+            dup = self._duplicate(signed.hash, "commit")
+            if dup is not None:
+                return dup
+            acc = self._append("commit", data)
+        return Accepted(acc.seq, "commit", acc.result, signed.hash.hex())
+
     def submit_register(self, data: bytes) -> Accepted:
         signed = read_record(data, "register")
         with self.lock:
@@ -424,8 +435,11 @@ class Chain:
     # ------------------------------------------------------------------------------ time
     def _node_record(self, body_type, **fields) -> bytes:  # noqa: ANN001
         st = self.state
-        body = body_type(chain_id=st.genesis.chain_id, node_key=st.genesis.node_key, height=st.round.height,
-                         round=st.round.round, prev=st.last_hash, **fields)
+        r = st.round
+        if body_type is Close:
+            fields.update(data=r.data.manifest_hash, shard=r.shard)
+        body = body_type(chain_id=st.genesis.chain_id, node_key=st.genesis.node_key, height=r.height,
+                         round=r.round, prev=st.last_hash, **fields)
         return seal(body, self.key).to_bytes()
 
     def tick(self) -> list[str]:
@@ -452,9 +466,14 @@ class Chain:
                     self._append("close", self._node_record(Close, window="proof", at=now, candidates=missing), at=now)
                     return "close"
                 return None
-            want = st.claims() if r.phase == "attest" and st.finalize_due(now) else None
+            if r.phase == "commit":
+                if st.commit_close_due(now):
+                    self._append("close", self._node_record(Close, window="commit", at=now, candidates=()), at=now)
+                    return "close"
+                return None
+            want = st.claims() if st.finalize_due(now) else None
             phase = r.phase
-        if phase == "beacon":
+        if phase == "beacon" and want is None:
             return self._fetch_reveal()
         if want is None:
             return None
@@ -462,7 +481,7 @@ class Chain:
         with self.lock:
             st = self.state
             now = max(self.clock(), st.last_at)
-            if st.round.phase != "attest" or not st.finalize_due(now) or st.claims() != want:
+            if not st.finalize_due(now) or st.claims() != want:
                 return None
             self._append("finalize", self._node_record(Finalize, at=now, rechecks=rechecks), at=now)
             return "finalize"
@@ -490,8 +509,25 @@ class Chain:
                 self._last_reveal_error = msg
             return None
         self._last_reveal_error = ""
-        self._append("reveal", reveal)
+        self._append("reveal", reveal, self._sealed_annotation(reveal))
         return "reveal"
+
+    def _sealed_annotation(self, reveal_bytes: bytes) -> dict:
+        """Whether the released key opens the round's shard to the plaintext its manifest committed to: the
+        reveal entry's annotation (empty when the key is missing or not the committed one, which the rules
+        see for themselves). Anyone holding the dataset re-derives it (``pogo audit``, the full tier)."""
+        try:
+            v = read_record(reveal_bytes, "reveal").body
+        except MalformedInput:
+            return {}
+        return sealed_annotation(self.state, v, lambda ref: self.dataset(ref))
+
+    def dataset(self, ref):  # noqa: ANN001, ANN201 - DataRef -> spec.dataset.Dataset (memmapped)
+        """A recorded dataset from the blob store, opened once."""
+        ds = self._datasets.get(ref.blob)
+        if ds is None:
+            ds = self._datasets[ref.blob] = read_packed(self.blobs.path(ref.blob), verify=False)
+        return ds
 
     # ------------------------------------------------------------------------------ re-checks
     def fetch(self, sha: bytes) -> bytes:

@@ -221,6 +221,9 @@ class NodeClient(_Http):
     def submit_attestation(self, data: bytes) -> dict:
         return self._post("/v1/attestations", data, "application/json")
 
+    def submit_commit(self, data: bytes) -> dict:
+        return self._post("/v1/commits", data, "application/json")
+
     def submit_register(self, data: bytes) -> dict:
         return self._post("/v1/governance/register", data, "application/json")
 
@@ -290,6 +293,9 @@ class LocalClient:
 
     def submit_attestation(self, data: bytes) -> dict:
         return self._wrap(self.chain.submit_attestation, data)
+
+    def submit_commit(self, data: bytes) -> dict:
+        return self._wrap(self.chain.submit_commit, data)
 
     def submit_register(self, data: bytes) -> dict:
         return self._wrap(self.chain.submit_register, data)

@@ -42,7 +42,7 @@ def build_genesis(*, rules: ChainRules, model: Mapping, arrays: Mapping[str, np.
     sb = state_bytes(theta)
     db = Path(data_file).read_bytes()
     g = Genesis(
-        chain_id=rules.chain_id, governance_key=public_bytes(governance), node_key=node_key,
+        governance_key=public_bytes(governance), node_key=node_key,
         beacon_key=bytes.fromhex(beacon["key"]), beacon_anchor=bytes.fromhex(beacon["anchor"]),
         beacon_length=int(beacon["length"]), rules=rules, model=dict(model), layout=layout,
         state=StateRef(state_root(theta, layout), hashlib.sha256(sb).digest()),

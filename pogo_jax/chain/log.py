@@ -20,7 +20,8 @@ from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, he
 
 LOG_DOMAIN = b"pogo/log/v1"
 GENESIS_PREV = bytes(32)
-KINDS = ("genesis", "register", "epoch", "candidate", "close", "reveal", "bundle", "attestation", "finalize")
+KINDS = ("genesis", "register", "epoch", "candidate", "close", "reveal", "bundle", "commit", "attestation",
+         "finalize")
 MAX_RECORD_BYTES = 1 << 20
 
 

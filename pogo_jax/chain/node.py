@@ -50,6 +50,7 @@ from pogo_jax.chain.http import (
     want_type,
 )
 from pogo_jax.errors import MalformedInput
+from pogo_jax.spec.attestation import MAX_ATTESTATION_BYTES
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.state import update_size
 
@@ -74,12 +75,16 @@ def _round_view(chain: Chain) -> dict:
         deadline = r.first_at + rules.submit_window_ms
     elif r.phase == "proof":
         deadline = r.reveal_at + rules.prove_window_ms
-    elif r.phase == "attest":
+    elif r.phase == "commit":
         deadline = r.proof_close_at + rules.attest_window_ms
+    elif r.phase == "reveal":
+        deadline = r.commit_close_at + rules.reveal_window_ms
+    sealed = r.data.manifest.get("sealed")
     return {"height": r.height, "round": r.round, "phase": r.phase, "opened_at": r.opened_at, "deadline": deadline,
-            "now": chain.clock(), "beacon": None if r.beacon is None else r.beacon.hex(),
+            "now": chain.clock(), "beacon": None if r.beacon is None else r.beacon.hex(), "shard": r.shard,
+            "shards_left": (len(sealed["shards"]) - st.shards_used.get(r.data.manifest_hash, 0)) if sealed else 0,
             "candidates": [{"header_hash": h.hex(), "miner": c.miner.hex(), "bundle": c.bundle_sha256 is not None,
-                            "votes": len(c.votes)} for h, c in r.candidates.items()]}
+                            "votes": len(c.votes), "commits": len(c.commits)} for h, c in r.candidates.items()]}
 
 
 STREAM_BATCH = 1 << 20  # bytes gathered from the server's chunks (64 KiB each) before one worker-thread hop
@@ -277,8 +282,13 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
 
     async def post_attestation(request: Request) -> Response:
         want_type(request, "application/json")
-        data = await read_body(request, MAX_JSON)
+        data = await read_body(request, MAX_ATTESTATION_BYTES)
         return _accepted(await run_in_threadpool(chain.submit_attestation, data))
+
+    async def post_commit(request: Request) -> Response:
+        want_type(request, "application/json")
+        data = await read_body(request, MAX_JSON)
+        return _accepted(await run_in_threadpool(chain.submit_commit, data))
 
     async def post_register(request: Request) -> Response:
         want_type(request, "application/json")
@@ -334,6 +344,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         Route("/v1/candidates", guarded(post_candidate), methods=["POST"]),
         Route("/v1/bundles", guarded(post_bundle), methods=["POST"]),
         Route("/v1/attestations", guarded(post_attestation), methods=["POST"]),
+        Route("/v1/commits", guarded(post_commit), methods=["POST"]),
         Route("/v1/governance/register", guarded(post_register), methods=["POST"]),
         Route("/v1/governance/epochs", guarded(post_epoch), methods=["POST"]),
     ]

@@ -5,14 +5,18 @@ roles deriving their ``BlockContext``, ``pogo audit``) runs the same function, s
 never a number some process asserts. ``apply`` checks everything before it changes anything: a
 refused entry leaves the state as it was.
 
-A round (h, a) tries to extend the confirmed tip at h - 1 and moves through four windows on the
-node's clock (entry ``at``, ms): *submit* (candidates: signed header + the whole update, admitted
-only within ``submit_window_ms`` of the first one), *beacon* (after the node's signed submit
-``Close``, the beacon's ``Reveal``), *proof* (bundles, until ``prove_window_ms`` after the reveal
-or every candidate answered; then the proof ``Close`` names the withheld), *attest* (attestations
-naming the recorded bundle hash, until ``attest_window_ms`` after the proof close or every
-registered verifier attested every bundle; then ``Finalize``). Epochs recorded during a round take
-effect when the next round opens.
+A round (h, a) tries to extend the confirmed tip at h - 1, is judged on the next unused sealed shard
+of its dataset (PROTOCOL 14; with none left it *waits* for an epoch that adds some), and moves through
+five windows on the node's clock (entry ``at``, ms): *submit* (candidates: signed header + the whole
+update, admitted only within ``submit_window_ms`` of the first one), *beacon* (after the node's signed
+submit ``Close``, which names the shard, the beacon's ``Reveal`` with the round's value and the shard's
+key; a wrong or missing key, a shard that does not open, or no reveal within ``prove_window_ms``
+closes the round empty), *proof* (bundles, until ``prove_window_ms`` after the reveal or every
+candidate answered; then the proof ``Close`` names the withheld), *commit* (light votes, and full votes
+committed by hash, until ``attest_window_ms`` after the proof close or every eligible verifier voted on
+every bundle; then the commit ``Close``), *reveal* (full votes revealed, each matching its commitment,
+until ``reveal_window_ms`` or every commitment is revealed; then ``Finalize``). Epochs recorded during
+a round take effect when the next round opens.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from pogo_jax.chain.beacon import verify_next
-from pogo_jax.chain.decide import Ballot, claims, decide
+from pogo_jax.chain.decide import Ballot, Measurement, claims, decide
 from pogo_jax.chain.log import GENESIS_PREV, Entry
 from pogo_jax.errors import MalformedInput, Rejected
 from pogo_jax.spec.attestation import Attestation, read_signed_attestation
 from pogo_jax.spec.context import BlockContext
-from pogo_jax.spec.dataset import n_windows_of
+from pogo_jax.spec.dataset import chain_windows, check_chain_dataset, sealed_of
 from pogo_jax.spec.encoding import (
     canonical,
     exact_keys,
@@ -49,13 +53,18 @@ from pogo_jax.spec.records import (
     Participant,
     Register,
     StateRef,
+    VoteCommit,
     read_record,
 )
+from pogo_jax.spec.sealed import key_hash
+from pogo_jax.spec.verdict import own_verdict
 
 MAX_SKEW_MS = 5_000  # how far the beacon's clock may trail the node's signed close time
 BARRING = {"EQUIVOCATION", "REPLAYED_UPDATE", "FRAUD_CONFIRMED", "FALSE_CLAIM"}  # provable faults: barred for good
 
-PHASES = ("submit", "beacon", "proof", "attest")
+PHASES = ("waiting", "submit", "beacon", "proof", "commit", "reveal")
+SEALED_OK = "OK"  # the node's annotation of a reveal whose shard opened to the committed plaintext
+SEALED_FAILURES = ("NO_KEY", "WRONG_KEY", "BAD_SHARD", "NO_BEACON")  # the round closes empty, nobody slashed
 
 
 @dataclass
@@ -68,10 +77,13 @@ class Candidate:
     bundle_at: int | None = None
     bundle_seq: int | None = None
     reported: tuple[float, float] | None = None  # the bundle's (loss_prev, loss_next), from its note
-    votes: dict[bytes, Signed[Attestation]] = field(default_factory=dict)  # verifier -> first attestation
+    votes: dict[bytes, Signed[Attestation]] = field(default_factory=dict)  # verifier -> light or revealed full vote
+    commits: dict[bytes, Signed[VoteCommit]] = field(default_factory=dict)  # verifier -> its full-vote commitment
     status: str = "pending"
     reason: str = ""
-    improvement: Fraction | None = None
+    improvement: Fraction | None = None  # mean of the median paired differences
+    measurement: Measurement | None = None
+    paid: tuple[bytes, ...] = ()  # verifiers paid for their votes on it
     reward: int = 0
 
     @property
@@ -91,6 +103,7 @@ class Round:
     parent_hash: bytes
     root_prev: bytes
     data: DataRef
+    shard: int | None  # the sealed shard it is judged on; None: the dataset has none left (the round waits)
     candidates: dict[bytes, Candidate] = field(default_factory=dict)  # in log order
     first_at: int | None = None
     submit_close: bytes | None = None  # hash of the node's submit Close record
@@ -98,22 +111,31 @@ class Round:
     beacon: bytes | None = None
     beacon_index: int | None = None
     reveal_at: int | None = None
+    shard_key: bytes | None = None  # released with the beacon value
+    sealed: str | None = None  # SEALED_OK, or why the round's evaluation data is unavailable
     proof_close_at: int | None = None
+    commit_close_at: int | None = None
     finalized_at: int | None = None
     winner: bytes | None = None
-    loss_prev: dict[bytes, float] = field(default_factory=dict)  # full verifier -> the L(theta_prev) it measured
+    loss_prev: dict[bytes, tuple[float, ...]] = field(default_factory=dict)  # full verifier -> its L(prev) per window
 
     @property
     def phase(self) -> str:
         if self.finalized_at is not None:
             return "closed"
+        if self.shard is None:
+            return "waiting"
         if self.submit_close is None:
             return "submit"
         if self.beacon is None:
             return "beacon"
+        if self.sealed != SEALED_OK:
+            return "void"  # the shard did not open: only the empty Finalize remains
         if self.proof_close_at is None:
             return "proof"
-        return "attest"
+        if self.commit_close_at is None:
+            return "commit"
+        return "reveal"
 
 
 @dataclass
@@ -189,6 +211,8 @@ class ChainState:
         self.round: Round | None = None
         self.history: list[Round] = []
         self.root_qs: set[bytes] = set()
+        self.shards_used: dict[bytes, int] = {}  # dataset manifest hash -> sealed shards revealed so far
+        self.budget_left = 0  # block rewards the current epoch can still issue
         self.seen: dict[bytes, int] = {}  # record hash -> seq (idempotent retries)
         self.beacon_value = b""
         self.beacon_index = 0
@@ -243,7 +267,8 @@ class ChainState:
             r, c = found
         ctx = BlockContext(rules=self.rules, layout=self.genesis.layout, seq_len=self.seq_len(), height=r.height,
                            round=r.round, parent_hash=r.parent_hash, root_prev=r.root_prev, data=r.data,
-                           n_windows=n_windows_of(r.data.manifest, self.seq_len()), beacon=r.beacon)
+                           n_windows=chain_windows(r.data.manifest, self.seq_len()), beacon=r.beacon,
+                           chain_id=self.genesis.chain_id, shard=r.shard, shard_key=r.shard_key)
         return ctx if c is None else ctx.for_candidate(c.header, c.update_sha256, c.bundle_sha256)
 
     def base_for(self, height: int) -> tuple[int, StateRef]:
@@ -307,20 +332,26 @@ class ChainState:
         root_prev = self.root_at(height - 1)
         for ep in self.pending_epochs:  # epochs recorded during the last round take effect now
             self.data = ep.data
+            self.budget_left = self.rules.epoch_budget
             if ep.state is not None:
                 self.bases.append((height - 1, ep.state))
                 root_prev = ep.state.root
         self.pending_epochs = []
-        self.round = Round(height, attempt, at, self.tip_hash, root_prev, self.data)
+        used = self.shards_used.get(self.data.manifest_hash, 0)
+        shard = used if used < sealed_of(self.data.manifest).n else None
+        self.round = Round(height, attempt, at, self.tip_hash, root_prev, self.data, shard)
 
     def _apply_genesis(self, entry: Entry) -> str:
         signed = read_record(entry.record, "genesis")
         g = signed.body
         if not signed.verify():
             raise Rejected("BAD_SIGNATURE", "genesis signature does not verify under its governance key")
-        if g.model.get("seq_len") is None or n_windows_of(g.data.manifest, g.model["seq_len"]) < 1:
-            raise MalformedInput("genesis: the dataset's eval split holds no window of the model's seq_len")
+        seq_len = g.model.get("seq_len")
+        if not isinstance(seq_len, int) or seq_len <= 0:
+            raise MalformedInput("genesis model has no positive seq_len")
+        check_chain_dataset(g.data.manifest, seq_len, g.rules.m_windows, "genesis dataset")
         self.genesis, self.genesis_hash = g, signed.hash
+        self.budget_left = g.rules.epoch_budget
         for p in g.participants:
             self.participants[p.key] = p
             self.stakes[p.key] = p.stake
@@ -350,11 +381,16 @@ class ChainState:
         ep: Epoch = signed.body
         if ep.epoch != len(self.epochs) + 1:
             raise Rejected("WRONG_EPOCH", f"epoch {ep.epoch} is not the next one ({len(self.epochs) + 1})")
-        if n_windows_of(ep.data.manifest, self.seq_len()) < 1:
-            raise Rejected("BAD_DATASET", "the epoch dataset's eval split holds no window of the model's seq_len")
+        try:
+            check_chain_dataset(ep.data.manifest, self.seq_len(), self.rules.m_windows, "the epoch dataset")
+        except MalformedInput as e:
+            raise Rejected("BAD_DATASET", str(e)) from None
         self.epochs.append(ep)
         self.pending_epochs.append(ep)
         self.seen[signed.hash] = entry.seq
+        r = self.round
+        if r.phase == "waiting":  # no round could open for want of shards: it opens now, on the epoch's data
+            self._open_round(r.height, r.round, entry.at)
         return "admitted"
 
     def _apply_candidate(self, entry: Entry) -> str:
@@ -380,35 +416,55 @@ class ChainState:
 
     def check_candidate(self, signed: Signed[Header], at: int) -> str:
         """What a signed header would be if recorded now: "ok", or slashable evidence ("EQUIVOCATION",
-        "REPLAYED_UPDATE"); raises Rejected for anything refused (nothing is recorded then)."""
+        "REPLAYED_UPDATE"); raises Rejected for anything refused (nothing is recorded then).
+
+        Evidence counts only for a header that could have been a candidate here (PROTOCOL 13): this
+        chain, a round that is open or past, that round's parent, the chain's layout and the round's
+        dataset. Those checks come first, so a header copied from another chain, or made up for a round
+        that never was, proves nothing against its signer."""
         h = signed.body
         if h.version != HEADER_VERSION:
             raise Rejected("BAD_VERSION", f"header version {h.version}, the chain reads {HEADER_VERSION}")
         self._signed(signed, h.miner_key, "header")
         self._active(h.miner_key, "miner")
         self._once(signed.hash)
+        rnd = self.round_of(h.height, h.round)
+        if rnd is None:
+            r = self.round
+            raise Rejected("WRONG_ROUND", f"header is for round ({h.height}, {h.round}); the open round is "
+                                          f"({r.height}, {r.round})")
+        if h.parent_hash != rnd.parent_hash or h.root_prev != rnd.root_prev:
+            raise Rejected("WRONG_PARENT", "parent_hash / root_prev are not the round's confirmed tip")
+        lay = self.genesis.layout
+        if (h.layout_hash, h.leaf_size, h.group_size, h.n_leaves) != (lay.layout_hash(), lay.leaf_size,
+                                                                      lay.group_size, lay.n_leaves):
+            raise Rejected("LAYOUT_MISMATCH", "layout_hash / leaf_size / group_size / n_leaves differ from the chain's")
+        if h.data_root != rnd.data.data_root:
+            raise Rejected("WRONG_DATA", "data_root is not the round's dataset")
         first = self.by_round.get((h.height, h.round, h.miner_key))
         if first is not None and first != signed.hash:
             return "EQUIVOCATION"  # a second header for a round it already has one in, whenever it is seen
         r = self.round
-        if (h.height, h.round) != (r.height, r.round):
+        if rnd is not r:
             raise Rejected("WRONG_ROUND", f"header is for round ({h.height}, {h.round}); the open round is "
                                           f"({r.height}, {r.round})")
+        if r.phase == "waiting":
+            raise Rejected("NO_EVAL_DATA", "the round's dataset has no unused sealed evaluation shard: no round is "
+                                           "judged until a governance epoch adds some")
         if r.phase != "submit" or (r.first_at is not None and at > r.first_at + self.rules.submit_window_ms):
             raise Rejected("WINDOW_CLOSED", f"the submission window of round ({r.height}, {r.round}) is closed")
         if h.root_q in self.root_qs:
             return "REPLAYED_UPDATE"
         if len(r.candidates) >= MAX_ROUND_CANDIDATES:
             raise Rejected("ROUND_FULL", f"round ({r.height}, {r.round}) already has {MAX_ROUND_CANDIDATES} candidates")
-        if h.parent_hash != r.parent_hash or h.root_prev != r.root_prev:
-            raise Rejected("WRONG_PARENT", "parent_hash / root_prev are not the round's confirmed tip")
-        lay = self.genesis.layout
-        if (h.layout_hash, h.leaf_size, h.group_size, h.n_leaves) != (lay.layout_hash(), lay.leaf_size,
-                                                                      lay.group_size, lay.n_leaves):
-            raise Rejected("LAYOUT_MISMATCH", "layout_hash / leaf_size / group_size / n_leaves differ from the chain's")
-        if h.data_root != r.data.data_root:
-            raise Rejected("WRONG_DATA", "data_root is not the round's dataset")
         return "ok"
+
+    def round_of(self, height: int, attempt: int) -> Round | None:
+        """The open round or a finished one with this (height, attempt); None for a round that never was."""
+        for r in [self.round, *reversed(self.history)]:
+            if r is not None and (r.height, r.round) == (height, attempt):
+                return r
+        return None
 
     def _node_record(self, entry: Entry, kind: str):  # noqa: ANN202 - the body
         signed = read_record(entry.record, kind)
@@ -425,6 +481,8 @@ class ChainState:
     def _apply_close(self, entry: Entry) -> str:
         signed, c = self._node_record(entry, "close")
         r = self.round
+        if (c.data, c.shard) != (r.data.manifest_hash, r.shard):
+            raise Rejected("BAD_CLOSE", "the close record does not name the round's dataset and sealed shard")
         if c.window == "submit":
             if r.phase != "submit" or r.first_at is None:
                 raise Rejected("NOT_DUE", "no submission window to close")
@@ -433,6 +491,15 @@ class ChainState:
             if tuple(r.candidates) != c.candidates:
                 raise Rejected("BAD_CLOSE", "the close record does not list the round's candidates")
             r.submit_close, r.submit_close_at = signed.hash, c.at
+            return "admitted"
+        if c.window == "commit":
+            if r.phase != "commit":
+                raise Rejected("NOT_DUE", "no commit window to close")
+            if c.candidates:
+                raise Rejected("BAD_CLOSE", "a commit close lists no candidates")
+            if not self.commit_close_due(c.at):
+                raise Rejected("NOT_DUE", "the commit window is still open")
+            r.commit_close_at = c.at
             return "admitted"
         if r.phase != "proof":
             raise Rejected("NOT_DUE", "no proof window to close")
@@ -449,6 +516,9 @@ class ChainState:
         return "admitted"
 
     def _apply_reveal(self, entry: Entry) -> str:
+        """The beacon's value and the round's shard key. The key is checked here against the manifest's
+        key hash; whether the shard then opens to the committed plaintext is the node's annotation
+        (``extra["sealed"]``), which every role that holds the dataset and ``pogo audit`` re-derive."""
         signed = read_record(entry.record, "reveal")
         self._signed(signed, self.genesis.beacon_key, "beacon reveal")
         v = signed.body
@@ -463,8 +533,25 @@ class ChainState:
             raise Rejected("BAD_REVEAL", f"beacon index {v.index}, expected {self.beacon_index + 1}")
         if not verify_next(self.beacon_value or self.genesis.beacon_anchor, v.value):
             raise Rejected("BAD_REVEAL", "value is not the next link of the beacon's hash chain")
+        if (v.data, v.shard) != (r.data.manifest_hash, r.shard):
+            raise Rejected("BAD_REVEAL", "the reveal releases another dataset's or another round's shard")
+        entry_shard = sealed_of(r.data.manifest).shards[r.shard]
+        if v.shard_key is None:
+            sealed = "NO_KEY"
+        elif key_hash(v.shard_key) != entry_shard.key_hash:
+            sealed = "WRONG_KEY"
+        else:
+            exact_keys(entry.extra, {"sealed"}, "reveal annotation")
+            sealed = get_field(entry.extra, "sealed", str, "reveal annotation")
+            if sealed not in (SEALED_OK, "BAD_SHARD"):
+                raise MalformedInput("reveal annotation: sealed is OK or BAD_SHARD")
+        if sealed in ("NO_KEY", "WRONG_KEY") and entry.extra:
+            raise MalformedInput("a reveal without a usable key carries no annotation")
         self.beacon_index, self.beacon_value = v.index, v.value
+        self.shards_used[r.data.manifest_hash] = self.shards_used.get(r.data.manifest_hash, 0) + 1
         r.beacon, r.beacon_index, r.reveal_at = v.value, v.index, entry.at
+        r.shard_key = v.shard_key if sealed == SEALED_OK else None
+        r.sealed = sealed
         return "admitted"
 
     def check_bundle(self, header_hash: bytes, sha: bytes, at: int) -> Candidate:
@@ -497,53 +584,103 @@ class ChainState:
         if self.stakes[key] <= 0 or key in self.barred:
             raise Rejected(f"SLASHED_{role.upper()}", f"{role} {key.hex()[:16]}... has been slashed")
 
+    def _voter(self, signed: Signed, key: bytes, header_hash: bytes, what: str) -> tuple[Round, Candidate] | None:
+        """Checks that do not depend on the voter's earlier records (PROTOCOL 13): this chain, a registered
+        and unslashed verifier, a record not seen before; then the candidate it names (any round), if any."""
+        self._signed(signed, key, what)
+        self._active(key, "verifier")
+        self._once(signed.hash)
+        return self.find(header_hash)
+
+    def _open_candidate(self, found: tuple[Round, Candidate] | None, height: int, rnd: int) -> tuple[Round, Candidate]:
+        r = self.round
+        if found is None or found[0] is not r or (height, rnd) != (r.height, r.round):
+            raise Rejected("UNKNOWN_HEADER", "the vote names no candidate of the open round")
+        cand = found[1]
+        if cand.bundle_sha256 is None:
+            raise Rejected("NO_BUNDLE", "this candidate has no stored bundle to vote on")
+        return r, cand
+
+    def check_commit(self, signed: Signed[VoteCommit], at: int) -> tuple[Round, Candidate, str]:
+        """A full verifier's commitment: "ok", or "EQUIVOCATION" for a second, different one on a candidate."""
+        c = signed.body
+        found = self._voter(signed, c.verifier_key, c.header_hash, "vote commitment")
+        if found is not None:
+            prior = found[1].commits.get(c.verifier_key)
+            if prior is not None and prior.hash != signed.hash and (c.height, c.round) == (found[0].height,
+                                                                                           found[0].round):
+                return found[0], found[1], "EQUIVOCATION"
+        r, cand = self._open_candidate(found, c.height, c.round)
+        if r.phase not in ("proof", "commit") or (
+                r.proof_close_at is not None and at > r.proof_close_at + self.rules.attest_window_ms):
+            raise Rejected("WINDOW_CLOSED", "the commit window of this round is closed")
+        if c.verifier_key in cand.votes:
+            raise Rejected("ALREADY_ATTESTED", "this verifier already voted on this candidate")
+        return r, cand, "ok"
+
+    def _apply_commit(self, entry: Entry) -> str:
+        signed = read_record(entry.record, "commit")
+        r, cand, verdict = self.check_commit(signed, entry.at)
+        self.seen[signed.hash] = entry.seq
+        key = signed.body.verifier_key
+        if verdict == "EQUIVOCATION":
+            self.evidence.append((entry.seq, verdict, key))
+            self._slash(entry.seq, key, self.rules.slash_fraction, verdict, r, cand.hash)
+            return "evidence"
+        cand.commits[key] = signed
+        return "admitted"
+
     def check_attestation(self, signed: Signed[Attestation], at: int) -> tuple[Round, Candidate, str]:
         a = signed.body
-        self._signed(signed, a.verifier_key, "attestation")
-        self._active(a.verifier_key, "verifier")
-        self._once(signed.hash)
-        found = self.find(a.header_hash)
-        if found is not None:  # both verdicts signed for one candidate: evidence whenever it is seen
+        found = self._voter(signed, a.verifier_key, a.header_hash, "attestation")
+        if found is not None and (a.height, a.round) == (found[0].height, found[0].round):
+            # both verdicts signed for one candidate: evidence whenever it is seen
             prior = found[1].votes.get(a.verifier_key)
             if prior is not None and prior.body.verdict != a.verdict:
                 return found[0], found[1], "EQUIVOCATION"
-        r = self.round
-        cand = r.candidates.get(a.header_hash)
-        if cand is None or (a.height, a.round) != (r.height, r.round):
-            raise Rejected("UNKNOWN_HEADER", "the attestation names no candidate of the open round")
-        if cand.bundle_sha256 is None:
-            raise Rejected("NO_BUNDLE", "this candidate has no stored bundle to attest to")
+        r, cand = self._open_candidate(found, a.height, a.round)
         if a.evidence != cand.bundle_sha256:
             raise Rejected("EVIDENCE_MISMATCH", "evidence is not the SHA-256 of the bundle the chain stored")
-        if r.phase not in ("proof", "attest") or (
-                r.proof_close_at is not None and at > r.proof_close_at + self.rules.attest_window_ms):
-            raise Rejected("WINDOW_CLOSED", "the attestation window of this round is closed")
         if a.verifier_key in cand.votes:
-            raise Rejected("ALREADY_ATTESTED", "this verifier already attested this candidate")
-        if a.tier == "full":
+            raise Rejected("ALREADY_ATTESTED", "this verifier already voted on this candidate")
+        if a.tier == "light":
+            if a.verifier_key in cand.commits:
+                raise Rejected("ALREADY_ATTESTED", "this verifier committed a full vote on this candidate")
+            if r.phase not in ("proof", "commit", "reveal") or self._reveal_over(at):
+                raise Rejected("WINDOW_CLOSED", "the voting windows of this round are closed")
+            return r, cand, "ok"
+        commit = cand.commits.get(a.verifier_key)
+        if commit is None:
+            raise Rejected("NOT_COMMITTED", "a full vote is revealed only against its commitment (post it first)")
+        if r.phase != "reveal" or self._reveal_over(at):
+            raise Rejected("WINDOW_CLOSED" if r.phase == "reveal" else "NOT_DUE",
+                           "full votes are revealed in the reveal window, after the commit window closes")
+        if commit.body.vote != signed.hash:
+            raise Rejected("REVEAL_MISMATCH", "this vote is not the one its verifier committed to")
+        if a.measured:
             self._check_full_losses(a, r, cand)
         return r, cand, "ok"
 
+    def _reveal_over(self, at: int) -> bool:
+        r = self.round
+        return r.commit_close_at is not None and at > r.commit_close_at + self.rules.reveal_window_ms
+
     def _check_full_losses(self, a: Attestation, r: Round, cand: Candidate) -> None:
-        """A full vote's losses must be what a full verifier can have measured. Every candidate of a round
-        starts from the same state on the same windows, so one verifier reports one L(prev) per round;
-        and an accept says "the loss fell by delta and the miner's reported losses are within the
-        tolerance of mine", so its numbers must show exactly that. Otherwise one verifier could set a
-        candidate's verified improvement at will (it is the median of the accepts' numbers)."""
+        """A measured full vote must be what a full verifier can have measured: one loss per window of the
+        round; one L(prev) per window per verifier across the round's candidates (they all start from the
+        same state on the same windows); and the verdict its own numbers imply (spec.verdict), so that an
+        accept or a reject is never a word without data behind it."""
+        m = min(self.rules.m_windows, chain_windows(r.data.manifest, self.seq_len()))
+        if len(a.losses_prev) != m:
+            raise Rejected("INCONSISTENT_LOSS", f"a full vote carries {len(a.losses_prev)} windows, the round has {m}")
         prior = r.loss_prev.get(a.verifier_key)
-        if a.loss_prev is not None and prior is not None and a.loss_prev != prior:
-            raise Rejected("INCONSISTENT_LOSS", f"this verifier measured L(prev) = {prior!r} for another candidate "
-                                                f"of this round, now {a.loss_prev!r}")
-        if a.verdict != "accept":
-            return
-        if a.loss_prev is None or a.loss_next is None:
-            raise Rejected("INCONSISTENT_LOSS", "a full accept carries both losses")
-        if not Fraction(a.loss_next) <= Fraction(a.loss_prev) - self.rules.delta:
-            raise Rejected("INCONSISTENT_LOSS", "a full accept whose own losses do not fall by delta")
-        lp, ln = cand.reported
-        if not (self.rules.within_tolerance(lp, a.loss_prev) and self.rules.within_tolerance(ln, a.loss_next)):
-            raise Rejected("INCONSISTENT_LOSS", "a full accept whose losses are not within the tolerance of the "
-                                                "miner's reported ones (an honest verifier rejects LOSS_MISMATCH)")
+        if prior is not None and a.losses_prev != prior:
+            raise Rejected("INCONSISTENT_LOSS", "this verifier measured other L(prev) values for another candidate "
+                                                "of this round")
+        rules = self.rules
+        want = own_verdict(a.losses_prev, a.losses_next, cand.reported, rules.delta, rules.lcb_t, rules.loss_tolerance)
+        if a.reason != want:
+            raise Rejected("INCONSISTENT_LOSS", f"this vote's own numbers say {want}, the vote says {a.reason}")
 
     def _apply_attestation(self, entry: Entry) -> str:
         signed = read_signed_attestation(entry.record)
@@ -555,39 +692,67 @@ class ChainState:
             self._slash(entry.seq, key, self.rules.slash_fraction, verdict, r, cand.hash)
             return "evidence"
         cand.votes[signed.body.verifier_key] = signed
-        if signed.body.tier == "full" and signed.body.loss_prev is not None:
-            r.loss_prev.setdefault(signed.body.verifier_key, signed.body.loss_prev)
+        if signed.body.measured:
+            r.loss_prev.setdefault(signed.body.verifier_key, signed.body.losses_prev)
         return "admitted"
 
     def ballots(self) -> list[Ballot]:
         r = self.round
-        return [Ballot(h, c.miner, tuple(v.body for v in c.votes.values()), c.status == "withheld")
-                for h, c in r.candidates.items()]
+        return [Ballot(h, c.miner, tuple(v.body for v in c.votes.values()), c.status == "withheld", c.reported,
+                       tuple(c.commits)) for h, c in r.candidates.items()]
 
     def claims(self) -> list[tuple[bytes, str]]:
         """The (candidate, tier) pairs the finalizer must re-check before it may finalize."""
-        return claims(self.ballots())
+        return claims(self.ballots()) if self.round.phase == "reveal" else []
 
-    def finalize_due(self, at: int) -> bool:
+    def _bundled(self) -> list[Candidate]:
+        return [c for c in self.round.candidates.values() if c.status != "withheld"]
+
+    def commit_close_due(self, at: int) -> bool:
+        """The commit window ends ``attest_window_ms`` after the proof close, or once every eligible verifier
+        voted (light) or committed (full) on every candidate with a bundle."""
         r = self.round
-        if r.phase != "attest":
+        if r.phase != "commit":
             return False
         if at >= r.proof_close_at + self.rules.attest_window_ms:
             return True
         need = self.eligible_verifiers()
-        return all(need <= set(c.votes) for c in r.candidates.values() if c.status != "withheld")
+        return all(need <= set(c.votes) | set(c.commits) for c in self._bundled())
+
+    def finalize_due(self, at: int) -> bool:
+        """Finalize after the reveal window (``reveal_window_ms``, or once every commitment is revealed); at
+        once for a round whose shard did not open; and for a round whose beacon never came, once
+        ``prove_window_ms`` has passed since the submit close (it closes empty, like a beacon outage)."""
+        r = self.round
+        if r.phase == "void":
+            return True
+        if r.phase == "beacon":
+            return at >= r.submit_close_at + self.rules.prove_window_ms
+        if r.phase != "reveal":
+            return False
+        if at >= r.commit_close_at + self.rules.reveal_window_ms:
+            return True
+        need = self.eligible_verifiers()  # a barred verifier's commitment is not waited for
+        return all(set(c.commits) & need <= {k for k, v in c.votes.items() if v.body.tier == "full"}
+                   for c in self._bundled())
 
     def _apply_finalize(self, entry: Entry) -> str:
         signed, f = self._node_record(entry, "finalize")
         r = self.round
         if not self.finalize_due(f.at):
-            raise Rejected("NOT_DUE", "the attestation window is still open")
+            raise Rejected("NOT_DUE", "the round's windows are still open")
         want = self.claims()
         got = [(x.header_hash, x.tier) for x in f.rechecks]
         if got != want:
             raise Rejected("BAD_FINALIZE", "the finalize record does not re-check exactly the round's objective claims")
+        if r.phase in ("void", "beacon"):  # no evaluation data: the round closes empty, nobody slashed
+            r.sealed = r.sealed or "NO_BEACON"
+            for cand in r.candidates.values():
+                if cand.status == "pending":
+                    cand.status, cand.reason = "void", r.sealed
+            return self._close_round(r, f.at, None)
         fails = {(x.header_hash, x.tier): x.fails for x in f.rechecks}
-        d = decide(self.ballots(), self.stakes, self.verifiers(), self.rules, fails, self.barred)
+        d = decide(self.ballots(), self.stakes, self.verifiers(), self.rules, fails, self.barred, self.budget_left)
         for key, delta, why, hh in d.stake_changes:
             self._stake(entry.seq, key, delta, why, r, hh)
             if why in BARRING:
@@ -596,17 +761,42 @@ class ChainState:
             if hh in d.status:
                 cand.status, cand.reason = d.status[hh], d.reason[hh]
                 cand.improvement = d.improvement.get(hh)
-        r.finalized_at, r.winner = f.at, d.winner
-        self.history.append(r)
+                cand.measurement = d.measured.get(hh)
+                cand.paid = d.paid.get(hh, ())
         if d.winner is not None:
             cand = r.candidates[d.winner]
             cand.reward = d.reward
+            self.budget_left -= d.reward
             self.blocks.append(Block(r.height, r.round, cand.header, cand.update_sha256, d.improvement[d.winner],
                                      d.reward))
-            self._open_round(r.height + 1, 1, f.at)
+        return self._close_round(r, f.at, d.winner)
+
+    def _close_round(self, r: Round, at: int, winner: bytes | None) -> str:
+        r.finalized_at, r.winner = at, winner
+        self.history.append(r)
+        if winner is not None:
+            self._open_round(r.height + 1, 1, at)
         else:
-            self._open_round(r.height, r.round + 1, f.at)
+            self._open_round(r.height, r.round + 1, at)
         return "admitted"
+
+
+def sealed_annotation(st: ChainState, v, dataset) -> dict:  # noqa: ANN001 - Reveal body, DataRef -> Dataset
+    """The annotation a reveal entry must carry in state ``st`` (before it is applied): ``{"sealed": "OK"}``
+    when its key is the committed one and the round's shard opens under it to the committed plaintext,
+    ``{"sealed": "BAD_SHARD"}`` when the key is right but the stored shard does not open, ``{}`` when the
+    key is missing or wrong (the rules see that from the manifest alone). ``dataset(ref)`` opens the
+    recorded dataset file; the node, ``pogo audit`` and every full verifier compute this the same way."""
+    r = st.round
+    if v.shard_key is None or r.shard is None or v.shard != r.shard or v.data != r.data.manifest_hash:
+        return {}
+    if key_hash(v.shard_key) != sealed_of(r.data.manifest).shards[r.shard].key_hash:
+        return {}
+    try:
+        dataset(r.data).open_shard(r.shard, v.shard_key)
+    except MalformedInput:
+        return {"sealed": "BAD_SHARD"}
+    return {"sealed": SEALED_OK}
 
 
 def replay(entries: list[Entry]) -> ChainState:

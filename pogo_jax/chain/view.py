@@ -14,17 +14,21 @@ from collections.abc import Callable
 from pogo_jax.chain.history import StateCache, confirmed_state
 from pogo_jax.chain.log import Entry
 from pogo_jax.chain.recheck import recheck
-from pogo_jax.chain.state import ChainState
+from pogo_jax.chain.state import ChainState, sealed_annotation
 from pogo_jax.errors import MalformedInput, NodeFault, Rejected, UserError
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.records import read_record
 
 
 class ChainView:
-    def __init__(self, client, expect_chain_id: str | None = None) -> None:  # noqa: ANN001 - NodeClient/LocalClient
+    def __init__(self, client, expect_chain_id: str | None = None, dataset=None) -> None:  # noqa: ANN001
+        """``client``: a NodeClient or LocalClient. ``dataset(ref)``, if given, opens a recorded dataset (the
+        roles that hold it: miners and full verifiers), so the node's word on whether a round's sealed shard
+        opened is re-derived here too."""
         self.client = client
         self.state = ChainState()
         self.cache = StateCache()
+        self.dataset = dataset
         self.refresh()
         if expect_chain_id is not None and self.state.genesis.chain_id != expect_chain_id:
             raise UserError(f"{client.url} serves chain {self.state.genesis.chain_id!r}, not {expect_chain_id!r}")
@@ -37,6 +41,8 @@ class ChainView:
         for e in new:
             if e.kind == "finalize" and self.state.genesis is not None:
                 self._recheck(e)
+            if e.kind == "reveal" and self.dataset is not None and self.state.genesis is not None:
+                self._check_sealed(e)
             self.state.apply(e)
         if self.state.genesis is None:
             raise UserError(f"{self.client.url} serves an empty log")
@@ -53,6 +59,15 @@ class ChainView:
                 raise NodeFault(f"log entry {e.seq}: the node says the {x.tier} claim on candidate "
                                 f"{x.header_hash.hex()[:16]}... {'holds' if x.fails else 'fails'}, the stored bytes "
                                 f"say otherwise ({mine.reason}): the node is faulty (run pogo audit)")
+
+    def _check_sealed(self, e: Entry) -> None:
+        try:
+            want = sealed_annotation(self.state, read_record(e.record, "reveal").body, self.dataset)
+        except (Rejected, MalformedInput) as err:
+            raise NodeFault(f"log entry {e.seq}: cannot check the round's sealed shard ({err})") from None
+        if want != e.extra:
+            raise NodeFault(f"log entry {e.seq}: the node says the round's sealed shard gives {e.extra}, the dataset "
+                            f"and the released key give {want}: the node is faulty (run pogo audit)")
 
     def fetch(self, sha: bytes) -> bytes:
         return self.client.blob(sha)

@@ -7,6 +7,7 @@ Participants are given by public key (64 hex digits, or a PEM file whose public 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from pogo_jax.spec.records import Participant
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, required=True, help="new chain directory (the node's)")
     add_config_args(p, "small")
+    p.add_argument("--data", type=Path, default=None, metavar="SEALED",
+                   help="the chain's dataset, with sealed evaluation shards (pogo data pack --sealed-eval N); "
+                        "its keys go to the beacon (pogo beacon serve --eval-keys KEYS)")
     p.add_argument("--beacon", required=True, metavar="URL", help="the beacon service (pogo beacon serve)")
     p.add_argument("--governance-key", type=Path, required=True, help="PEM key that signs genesis and epochs")
     p.add_argument("--miner", action="append", default=[], metavar="KEY", help="a miner's public key (repeatable)")
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stake <= 0:
         raise UserError("--stake must be positive")
     cfg = load_cfg(args)
+    if args.data is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(args.data)))
     gov = load_key(args.governance_key)
     beacon = BeaconClient(args.beacon).info()
     parts = [Participant(public_key_arg(k), "miner", f"miner-{i}", args.stake) for i, k in enumerate(args.miner)]

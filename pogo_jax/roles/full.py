@@ -1,22 +1,23 @@
-"""The full tier (PROTOCOL 4.4): rebuild ``theta_next`` and measure the loss on the round's windows.
+"""The full tier (PROTOCOL 4.4, 15): rebuild ``theta_next`` and measure both states on the round's windows.
 
 The verifier's ``theta_prev`` is its own: rebuilt from genesis and the confirmed updates with every
 root checked (``ChainView.confirmed``), never a file of the miner's. The update is the stored one
-(fetched by the hash the log names), the dataset the recorded one, the windows the round's. Losses
-are measured in float32 with the highest matmul precision (``train.evaluate``), and the miner's
-reported losses must be within the chain's *relative* ``loss_tolerance`` of them.
+(fetched by the hash the log names), the dataset the recorded one, the windows the round's, drawn from
+its sealed shard opened with the key the beacon released (checked against the manifest). Losses are
+measured per window in float32 with the highest matmul precision (``train.evaluate``); the verdict is
+what those numbers imply (``spec.verdict.own_verdict``), and the numbers themselves go into the vote.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
-from pogo_jax.errors import NodeFault, Rejected
+from pogo_jax.errors import MalformedInput, NodeFault, Rejected
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.state import rebuild
+from pogo_jax.spec.verdict import lower_bound, mean, own_verdict, paired
 
 # A stored update of the wrong length or root: the node checks both before it records a candidate, so
 # these say the node served other bytes than it admitted. Never evidence against the miner.
@@ -28,8 +29,8 @@ class FullResult:
     accept: bool
     reason: str
     detail: str
-    loss_prev: float | None = None
-    loss_next: float | None = None
+    losses_prev: tuple[float, ...] | None = None
+    losses_next: tuple[float, ...] | None = None
     timings: dict = field(default_factory=dict)
 
 
@@ -38,7 +39,8 @@ def verify_full(bundle: Bundle, ctx: BlockContext, theta_prev, update: bytes, ds
     t: dict[str, float] = {}
     hd = ctx.header.body
     if theta_prev.root != ctx.root_prev:
-        return FullResult(False, "WRONG_PARENT", "the verifier's confirmed state is not the round's root_prev")
+        raise NodeFault("the confirmed state rebuilt from the log is not the round's root_prev: the log is "
+                        "inconsistent (run pogo audit)")
     t0 = time.perf_counter()
     try:
         theta_next, _ = rebuild(theta_prev.arrays, update, ctx.layout, hd.root_q, hd.root_next)
@@ -50,15 +52,21 @@ def verify_full(bundle: Bundle, ctx: BlockContext, theta_prev, update: bytes, ds
         return FullResult(False, r.code, r.detail, timings={"rebuild": time.perf_counter() - t0})
     t["rebuild"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    windows = ctx.windows
-    lp = evaluator.loss(theta_prev.arrays, ds, windows)
-    ln = evaluator.loss(theta_next, ds, windows)
+    try:
+        tokens = ctx.eval_tokens(ds)
+    except MalformedInput as e:
+        raise NodeFault(f"the round's sealed shard does not open under the key the log released ({e}), though the "
+                        "node recorded that it did: the node is faulty (run pogo audit)") from None
+    lp = tuple(float(x) for x in evaluator.window_losses(theta_prev.arrays, tokens))
+    ln = tuple(float(x) for x in evaluator.window_losses(theta_next, tokens))
     t["loss"] = time.perf_counter() - t0
     r = ctx.rules
-    if not Fraction(ln) <= Fraction(lp) - r.delta:
-        return FullResult(False, "LOSS_NOT_DECREASED", f"own loss {ln:.5f} is not below {lp:.5f} - delta "
-                          f"{float(r.delta):g}", lp, ln, t)
-    if not (r.within_tolerance(bundle.loss_prev, lp) and r.within_tolerance(bundle.loss_next, ln)):
-        return FullResult(False, "LOSS_MISMATCH", f"reported ({bundle.loss_prev:.5f}, {bundle.loss_next:.5f}) vs own "
-                          f"({lp:.5f}, {ln:.5f}): beyond the relative tolerance {float(r.loss_tolerance):g}", lp, ln, t)
-    return FullResult(True, "OK", f"roots rebuilt, loss {lp:.4f} -> {ln:.4f} on {len(windows)} windows", lp, ln, t)
+    reported = (bundle.loss_prev, bundle.loss_next)
+    reason = own_verdict(lp, ln, reported, r.delta, r.lcb_t, r.loss_tolerance)
+    b = lower_bound(paired(lp, ln), r.delta, r.lcb_t)
+    own = f"own mean {float(mean(lp)):.5f} -> {float(mean(ln)):.5f}, improvement {float(b.mean):.5f} " \
+          f"(lower bound {b.lcb:.5f}, delta {float(r.delta):g}) on {len(lp)} windows of shard {ctx.shard}"
+    if reason == "LOSS_MISMATCH":
+        own += f"; reported ({reported[0]:.5f}, {reported[1]:.5f}) beyond the relative tolerance " \
+               f"{float(r.loss_tolerance):g}"
+    return FullResult(reason == "OK", reason, own, lp, ln, t)

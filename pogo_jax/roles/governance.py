@@ -16,9 +16,9 @@ import numpy as np
 from pogo_jax.chain.chain import Chain
 from pogo_jax.chain.genesis import build_genesis, data_ref
 from pogo_jax.config import Config
-from pogo_jax.errors import UserError
+from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.spec import update as upd
-from pogo_jax.spec.dataset import n_windows_of
+from pogo_jax.spec.dataset import check_chain_dataset
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.keys import PrivateKey, public_bytes
 from pogo_jax.spec.layout import Layout
@@ -47,12 +47,13 @@ def create_chain(node_dir: str | Path, cfg: Config, governance: PrivateKey, node
                  participants: list[Participant], arrays: State | None = None, clock=None):  # noqa: ANN001, ANN201
     """Write a new chain directory (ledger with the genesis record, blob store, node key)."""
 
-    theta = genesis_params(cfg) if arrays is None else arrays
     data = chain_data_file(cfg)
     ref = data_ref(data, b"\0" * 32)
-    if n_windows_of(ref.manifest, cfg.model.seq_len) < cfg.chain.m_windows:
-        raise UserError(f"the eval split has fewer than chain.m_windows={cfg.chain.m_windows} windows of "
-                        f"{cfg.model.seq_len} tokens: use more data or a shorter model.seq_len")
+    try:
+        check_chain_dataset(ref.manifest, cfg.model.seq_len, cfg.chain.m_windows, f"dataset {data}")
+    except MalformedInput as e:
+        raise UserError(str(e)) from None
+    theta = genesis_params(cfg) if arrays is None else arrays
     genesis, blobs = build_genesis(rules=cfg.chain, model=dataclasses.asdict(cfg.model), arrays=theta, data_file=data,
                                    governance=governance, node_key=public_bytes(node_key), beacon=beacon,
                                    participants=participants)
@@ -70,6 +71,10 @@ def epoch_record(view, governance: PrivateKey, data_file: str | Path,  # noqa: A
     st = view.state
     layout = st.genesis.layout
     ref = data_ref(data_file, hashlib.sha256(Path(data_file).read_bytes()).digest())
+    try:
+        check_chain_dataset(ref.manifest, st.seq_len(), st.rules.m_windows, f"dataset {data_file}")
+    except MalformedInput as e:
+        raise UserError(str(e)) from None
     sref, sb = None, None
     if init_state is not None:
         theta = {k: upd.flush(np.asarray(v, dtype=np.float32)) for k, v in init_state.items()}

@@ -142,6 +142,7 @@ class Miner:
         self.work = Path(workdir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.events = events or (lambda e: None)
+        self.view.dataset = self.dataset_of  # the node's word on each round's sealed shard is re-derived
         self._block = None
         self._evaluator = None
         self._ds = None
@@ -171,7 +172,10 @@ class Miner:
 
     @property
     def ds(self):  # noqa: ANN201 - the dataset of the open round
-        ref = self.view.state.round.data
+        return self.dataset_of(self.view.state.round.data)
+
+    def dataset_of(self, ref):  # noqa: ANN001, ANN201 - DataRef -> spec.dataset.Dataset
+        """A recorded dataset, fetched into the work directory and checked once (kept while it is the round's)."""
         if self._ds is None or self._ds_blob != ref.blob:
             from pogo_jax.roles.data import chain_dataset
 
@@ -320,7 +324,7 @@ class Miner:
         t["commit"] = time.perf_counter() - t0
         r = self.view.state.round
         header = Header(
-            version=2, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round, parent_hash=ctx.parent_hash,
+            version=3, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round, parent_hash=ctx.parent_hash,
             miner_key=self.pub, layout_hash=self.layout.layout_hash(), data_root=r.data.data_root,
             root_prev=ctx.root_prev, root_next=root_next, root_q=root_q, leaf_size=self.layout.leaf_size,
             group_size=self.layout.group_size, n_leaves=self.layout.n_leaves,
@@ -346,9 +350,12 @@ class Miner:
         return made
 
     def _estimate_improvement(self, ctx: BlockContext, theta_prev: State, theta_next: State, attempt: int) -> float:
-        """L(prev) - L(next) on windows of the miner's own choosing (the round's are drawn only after
-        submission), fresh for every attempt so a retry is not judged on the windows it was chosen for."""
-        n = ctx.n_windows
+        """L(prev) - L(next) on windows of the miner's own choosing from the dataset's public held-out split,
+        which it does not train on (the round's windows are in a shard sealed until submission closes),
+        fresh for every attempt so a retry is not judged on the windows it was chosen for."""
+        from pogo_jax.train.data import n_eval_windows
+
+        n = n_eval_windows(self.ds, self.cfg.model.seq_len)
         w = min(self.cfg.miner.self_check_windows, n)
         seed = hashlib.sha256(b"pogo/miner-self-check/v1" + self.pub + ctx.parent_hash +
                               struct.pack("<III", ctx.height, ctx.round, attempt)).digest()
@@ -411,7 +418,12 @@ class Miner:
         t_open = time.perf_counter() - t0
 
         def measure() -> tuple[float, float]:
-            return self.evaluator.loss(ap, self.ds, windows), self.evaluator.loss(an, self.ds, windows)
+            """Both means on the round's windows of its sealed shard, opened with the released key."""
+            from pogo_jax.train.evaluate import mean_loss
+
+            tokens = ctx.eval_tokens(self.ds)
+            return (mean_loss(self.evaluator.window_losses(ap, tokens)),
+                    mean_loss(self.evaluator.window_losses(an, tokens)))
 
         t0 = time.perf_counter()
         loss_prev, loss_next = self.hooks.losses(self, measure)

@@ -101,13 +101,16 @@ class Bundle:
         """This bundle signed by ``key``, which must be the header's miner key."""
         if public_bytes(key) != self.header.miner_key:
             raise ValueError("signing key does not match the header's miner_key")
-        return replace(self, signature=sign(key, BUNDLE_DOMAIN, hashlib.sha256(self.body_bytes()).digest()))
+        return replace(self, signature=sign(key, BUNDLE_DOMAIN, self._message()))
 
     def verify_signature(self) -> bool:
         """True iff ``signature`` is the header miner key's signature over this bundle's body (the
         reader accepts only canonical metadata, so the body is exactly the bytes that were read)."""
-        return verify_signature(self.header.miner_key, BUNDLE_DOMAIN,
-                                hashlib.sha256(self.body_bytes()).digest(), self.signature)
+        return verify_signature(self.header.miner_key, BUNDLE_DOMAIN, self._message(), self.signature)
+
+    def _message(self) -> bytes:
+        """``chain id || SHA-256(body)``: signed for the header's chain only (PROTOCOL 13)."""
+        return bytes.fromhex(self.header.chain_id) + hashlib.sha256(self.body_bytes()).digest()
 
     def to_bytes(self) -> bytes:
         if len(self.signature) != SIG_BYTES:

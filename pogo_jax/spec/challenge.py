@@ -2,9 +2,10 @@
 
 Leaves follow from ``seed = SHA-256(b"pogo/challenge/v1" || header_hash || B)``, per candidate; the
 evaluation windows from ``round_seed = SHA-256(b"pogo/round/v1" || chain_id || uint64_le(h) ||
-uint64_le(a) || B)``, the same for every candidate of round (h, a), drawn below the window count
-that the recorded dataset manifest implies. Any verifier re-derives both, and a miner, who commits
-before the round's beacon value ``B`` is revealed, cannot aim at them. Draws are unbiased
+uint64_le(a) || B)`` (the chain id as its 32 bytes), the same for every candidate of round (h, a), drawn
+below the number of windows one sealed shard of the recorded dataset holds (PROTOCOL 14). Any
+verifier re-derives both, and a miner, who commits before the round's beacon value ``B`` is revealed,
+cannot aim at them. Draws are unbiased
 (rejection sampling, never a plain modulo) and the sequence
 is prefix-stable: asking for more indices only appends to the list.
 """
@@ -65,13 +66,18 @@ def sample_distinct(seed: bytes, label: bytes, n: int, k: int) -> list[int]:
 
 
 def round_seed(chain_id: str, height: int, attempt: int, beacon: bytes) -> bytes:
-    """SHA-256(b"pogo/round/v1" || chain_id (ASCII) || uint64_le(h) || uint64_le(a) || B)."""
+    """SHA-256(b"pogo/round/v1" || chain_id (32 bytes) || uint64_le(h) || uint64_le(a) || B)."""
     if not isinstance(beacon, bytes) or len(beacon) != 32:
         raise MalformedInput("challenge: beacon value must be 32 bytes")
     if not (0 <= height < _U64 and 0 <= attempt < _U64):
         raise MalformedInput("challenge: height and round must fit uint64")
-    return hashlib.sha256(ROUND_DOMAIN + chain_id.encode("ascii") + struct.pack("<QQ", height, attempt)
-                          + beacon).digest()
+    try:
+        chain = bytes.fromhex(chain_id)
+    except (TypeError, ValueError):
+        chain = b""
+    if len(chain) != 32:
+        raise MalformedInput("challenge: the chain id is a 32-byte genesis hash")
+    return hashlib.sha256(ROUND_DOMAIN + chain + struct.pack("<QQ", height, attempt) + beacon).digest()
 
 
 def challenge_leaves(header_hash: bytes, beacon: bytes, n_leaves: int, k: int) -> tuple[int, ...]:

@@ -1,18 +1,22 @@
-"""The dataset byte rules (PROTOCOL section 6): packed format, manifest, ``data_root``, split. numpy only.
+"""The dataset byte rules (PROTOCOL sections 6 and 14): packed format, manifest, ``data_root``, split,
+sealed evaluation shards. numpy (and pycryptodome, for the shards) only.
 
-Packed format (version 1; ``_write_packed`` is the only writer, ``read_packed`` the only reader)::
+Packed format (``_write_packed`` is the only writer, ``read_packed`` the only reader). Version 1 holds
+a public token stream; version 2 also carries sealed evaluation shards (spec/sealed.py)::
 
     offset 0   8 bytes   magic b"POGODATA"
     offset 8   uint32 LE format version (DATA_FORMAT_VERSION)
     offset 12  uint64 LE manifest length m (<= 1 MiB)
     offset 20  m bytes   manifest, canonical JSON (pogo_jax.spec.encoding.canonical)
                zero bytes up to the next multiple of 4096 (the data offset)
-    data       n_bytes token bytes; the file ends exactly there
+    data       n_bytes token bytes
+    sealed     (version 2) E x (shard_bytes + 16) bytes: each shard's AES-256-GCM ciphertext and tag;
+               the file ends exactly there
 
 Manifest keys (exactly these): ``version``, ``n_bytes``, ``shard_size``, ``n_shards``,
 ``data_root`` (64 lowercase hex digits), ``train`` [start, end), ``eval`` [start, end), ``source``,
-``n_files``, ``n_skipped``. No timestamps or absolute paths, so packing the same inputs twice gives
-the same bytes.
+``n_files``, ``n_skipped``, and in version 2 ``sealed`` (spec/sealed.py). No timestamps or absolute
+paths, so packing the same inputs twice gives the same bytes (sealing draws fresh keys and positions).
 
 ``data_root`` (PROTOCOL section 6): the stream is cut into ``ceil(n_bytes / shard_size)`` shards of
 ``shard_size`` bytes, the last one zero-padded; leaf ``i`` = shard ``i`` hashed with the
@@ -45,8 +49,10 @@ import numpy as np
 from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.spec import merkle as merkle_host
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
+from pogo_jax.spec.sealed import Sealed
 
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 1  # public tokens only
+SEALED_FORMAT_VERSION = 2  # public tokens and sealed evaluation shards (PROTOCOL 14)
 MAGIC = b"POGODATA"
 _HEADER = struct.Struct("<8sIQ")  # magic, version, manifest length
 ALIGN = 4096
@@ -70,6 +76,18 @@ class Dataset:
     data_root: bytes
     train_range: Range
     eval_range: Range
+    sealed: Sealed | None = None  # the sealed evaluation shards (format version 2)
+    ciphers: np.ndarray | None = None  # their ciphertexts with tags, (E, shard_bytes + 16) uint8 memmap
+
+    def cipher(self, index: int) -> bytes:
+        """The stored ciphertext (with its tag) of sealed shard ``index``."""
+        if self.sealed is None or self.ciphers is None or not 0 <= index < self.sealed.n:
+            raise MalformedInput(f"{self.path}: no sealed shard {index}")
+        return self.ciphers[index].tobytes()
+
+    def open_shard(self, index: int, key: bytes) -> np.ndarray:
+        """Shard ``index``'s plaintext under its released key, checked against the manifest (spec/sealed.py)."""
+        return self.sealed.open(index, self.cipher(index), key)
 
     @property
     def n_bytes(self) -> int:
@@ -126,10 +144,13 @@ def split_ranges(n_bytes: int, shard_size: int, eval_fraction: float) -> tuple[R
 
 
 def make_manifest(n_bytes: int, shard_size: int, root: bytes, train: tuple[int, int], ev: tuple[int, int],
-              source: str, n_files: int, n_skipped: int) -> dict[str, Any]:
-    return {"version": DATA_FORMAT_VERSION, "n_bytes": n_bytes, "shard_size": shard_size,
-            "n_shards": -(-n_bytes // shard_size), "data_root": root.hex(), "train": list(train),
-            "eval": list(ev), "source": source, "n_files": n_files, "n_skipped": n_skipped}
+                  source: str, n_files: int, n_skipped: int, sealed: Sealed | None = None) -> dict[str, Any]:
+    m = {"version": DATA_FORMAT_VERSION if sealed is None else SEALED_FORMAT_VERSION, "n_bytes": n_bytes,
+         "shard_size": shard_size, "n_shards": -(-n_bytes // shard_size), "data_root": root.hex(),
+         "train": list(train), "eval": list(ev), "source": source, "n_files": n_files, "n_skipped": n_skipped}
+    if sealed is not None:
+        m["sealed"] = sealed.to_obj()
+    return m
 
 
 def _data_offset(manifest_len: int) -> int:
@@ -159,7 +180,7 @@ def _check_out(out: Path) -> None:
         raise UserError(f"cannot write '{out}': directory '{parent}' does not exist")
 
 
-def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray) -> None:
+def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray, ciphers: list[bytes] = ()) -> None:
     """Write the packed file atomically: temp file in the same directory, fsync, ``os.replace``."""
     blob = canonical(manifest)
     if len(blob) > MAX_MANIFEST_BYTES:
@@ -179,6 +200,8 @@ def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray) -> No
             os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared dataset from other users
             f.write(head)
             f.write(memoryview(np.ascontiguousarray(tokens, dtype=np.uint8)))
+            for c in ciphers:
+                f.write(c)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
@@ -200,9 +223,13 @@ def _pair(obj: dict, key: str, what: str) -> tuple[int, int]:
 
 def parse_manifest(obj: Any, what: str) -> dict:
     """Check every manifest field and its consistency before anything trusts it."""
-    exact_keys(obj, _MANIFEST_KEYS, what)
-    if get_int(obj, "version", what) != DATA_FORMAT_VERSION:
-        raise MalformedInput(f"{what}: manifest version {obj['version']} != {DATA_FORMAT_VERSION}")
+    version = get_int(obj, "version", what)
+    if version not in (DATA_FORMAT_VERSION, SEALED_FORMAT_VERSION):
+        raise MalformedInput(f"{what}: manifest version {version} is neither {DATA_FORMAT_VERSION} nor "
+                             f"{SEALED_FORMAT_VERSION}")
+    exact_keys(obj, _MANIFEST_KEYS | ({"sealed"} if version == SEALED_FORMAT_VERSION else set()), what)
+    if version == SEALED_FORMAT_VERSION:
+        Sealed.from_obj(obj["sealed"], f"{what}.sealed")
     n = get_int(obj, "n_bytes", what, 1, 2**62)
     s = get_int(obj, "shard_size", what, 1, MAX_SHARD_SIZE)
     if get_int(obj, "n_shards", what) != -(-n // s):
@@ -232,9 +259,10 @@ def read_packed(source: Path | bytes, verify: bool) -> Dataset:
             magic, version, mlen = _HEADER.unpack(head)
             if magic != MAGIC:
                 raise MalformedInput(f"{what} is not a pogodata file (bad magic); {hint}")
-            if version != DATA_FORMAT_VERSION:
-                raise MalformedInput(f"{what} has pogodata format version {version}; this pogo reads version "
-                                     f"{DATA_FORMAT_VERSION}; repack it with `pogo data pack`")
+            if version not in (DATA_FORMAT_VERSION, SEALED_FORMAT_VERSION):
+                raise MalformedInput(f"{what} has pogodata format version {version}; this pogo reads versions "
+                                     f"{DATA_FORMAT_VERSION} and {SEALED_FORMAT_VERSION}; repack it with "
+                                     "`pogo data pack`")
             if mlen > MAX_MANIFEST_BYTES:
                 raise MalformedInput(f"{what}: manifest length {mlen} exceeds {MAX_MANIFEST_BYTES}")
             offset = _data_offset(mlen)
@@ -254,23 +282,46 @@ def read_packed(source: Path | bytes, verify: bool) -> Dataset:
     if pad.count(0) != len(pad):
         raise MalformedInput(f"{what}: nonzero bytes in the header padding")
     manifest = parse_manifest(obj, f"{what} manifest")
+    if manifest["version"] != version:
+        raise MalformedInput(f"{what}: the file says format version {version}, its manifest {manifest['version']}")
     root = bytes.fromhex(manifest["data_root"])
     train, ev = _pair(manifest, "train", what), _pair(manifest, "eval", what)
     n = manifest["n_bytes"]
-    if size != offset + n:
-        state = "truncated" if size < offset + n else "longer than its manifest says"
-        raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n}")
+    sealed = Sealed.from_obj(manifest["sealed"], "sealed") if "sealed" in manifest else None
+    extra = 0 if sealed is None else sealed.stored_bytes
+    if size != offset + n + extra:
+        state = "truncated" if size < offset + n + extra else "longer than its manifest says"
+        raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n + extra}")
+    ciphers = None
     if isinstance(source, bytes):
         tokens, path = np.frombuffer(source, dtype=np.uint8, count=n, offset=offset), Path("<bytes>")
+        if sealed is not None:
+            ciphers = np.frombuffer(source, dtype=np.uint8, count=extra, offset=offset + n).reshape(sealed.n, -1)
     else:
         tokens, path = np.memmap(source, dtype=np.uint8, mode="r", offset=offset, shape=(n,)), Path(source)
-    ds = Dataset(tokens=tokens, manifest=manifest, path=path, data_root=root, train_range=train, eval_range=ev)
+        if sealed is not None:
+            ciphers = np.memmap(source, dtype=np.uint8, mode="r", offset=offset + n,
+                                shape=(sealed.n, extra // sealed.n))
+    ds = Dataset(tokens=tokens, manifest=manifest, path=path, data_root=root, train_range=train, eval_range=ev,
+                 sealed=sealed, ciphers=ciphers)
     if verify:
         got = compute_data_root(tokens, manifest["shard_size"])
         if got != root:
             raise MalformedInput(f"{what} is corrupt: its tokens hash to data_root {got.hex()}, the manifest "
                                  f"says {root.hex()}; repack or re-download it")
+        check_ciphers(ds, what)
     return ds
+
+
+def check_ciphers(ds: Dataset, what: str) -> None:
+    """Every stored ciphertext hashes to the manifest's commitment (one pass over the sealed bytes)."""
+    if ds.sealed is None:
+        return
+    for i in range(ds.sealed.n):
+        try:
+            ds.sealed.check_cipher(i, ds.cipher(i))
+        except MalformedInput as e:
+            raise MalformedInput(f"{what} is corrupt: {e}") from None
 
 
 def manifest_hash(manifest: dict) -> bytes:
@@ -296,3 +347,30 @@ def verify_against(ds: Dataset, data_root: bytes, expected_manifest_hash: bytes,
     if got != data_root:
         raise MalformedInput(f"{what}: tokens hash to data_root {got.hex()[:16]}..., the chain recorded "
                              f"{data_root.hex()[:16]}...")
+    check_ciphers(ds, what)
+
+
+def sealed_of(manifest: dict) -> Sealed | None:
+    """The manifest's sealed shards (None for a version 1, public-only dataset)."""
+    return Sealed.from_obj(manifest["sealed"], "sealed") if "sealed" in manifest else None
+
+
+def chain_windows(manifest: dict, seq_len: int) -> int:
+    """Evaluation windows a round of a v3 chain draws from: those one sealed shard holds (0 if unsealed)."""
+    s = sealed_of(manifest)
+    return 0 if s is None else s.n_windows(seq_len)
+
+
+def check_chain_dataset(manifest: dict, seq_len: int, m_windows: int, what: str) -> None:
+    """A v3 chain judges rounds on sealed shards: refuse (one line, with the fix) a dataset without them or
+    whose shards hold fewer than ``m_windows`` windows of ``seq_len``."""
+    s = sealed_of(manifest)
+    if s is None:
+        raise MalformedInput(f"{what} has no sealed evaluation shards, and a v3 chain judges every round on one: "
+                             "seal it with `pogo data seal FILE --out SEALED --sealed-eval N --keys-out KEYS` "
+                             "(or pack with --sealed-eval) and give KEYS to the beacon (`pogo beacon serve "
+                             "--eval-keys KEYS`)")
+    if s.n_windows(seq_len) < m_windows:
+        raise MalformedInput(f"{what}: a sealed shard of {s.shard_bytes} bytes holds {s.n_windows(seq_len)} "
+                             f"windows of {seq_len} tokens, the chain evaluates {m_windows}: reseal with "
+                             f"--sealed-bytes {m_windows * seq_len + 1} or more")

@@ -7,8 +7,10 @@ domain, PROTOCOL section 7), ``to_obj``/``from_obj`` (strict reader next to the 
     {"body": {...}, "kind": "header", "signature": "<64 bytes hex>"}
 
 canonical JSON (spec/encoding.py). The record's hash is SHA-256 of the canonical body (for a header
-that is the header hash of PROTOCOL 4.1); the signature is Ed25519 over ``DOMAIN || 0x00 || hash``, and
-every kind has its own domain, so a signature made for one kind can never be replayed as another.
+that is the header hash of PROTOCOL 4.1); the signature is Ed25519 over ``DOMAIN || 0x00 || chain || hash``
+where ``chain`` is the 32-byte chain id the body names (empty for the genesis record, whose hash *is* the
+chain id). Every kind has its own domain, so a signature made for one kind can never be replayed as
+another, and every chain its own id, so one made for one chain never verifies for another (PROTOCOL 13).
 Readers re-encode canonically before they trust a signature: one encoding per content.
 """
 
@@ -47,6 +49,12 @@ def body_hash(body: Body) -> bytes:
     return hashlib.sha256(canonical(body.to_obj())).digest()
 
 
+def signing_message(body: Body) -> bytes:
+    """``chain id || body hash``: what is signed under the body's domain (the chain id is empty for genesis)."""
+    chain = getattr(body, "chain_id", None) if body.KIND != "genesis" else None
+    return (bytes.fromhex(chain) if chain else b"") + body_hash(body)
+
+
 @dataclass(frozen=True)
 class Signed(Generic[B]):
     """A body and the signature of ``body.signer`` over it."""
@@ -65,7 +73,7 @@ class Signed(Generic[B]):
 
     def verify(self) -> bool:
         """True iff the signature is the body signer's over this body (never raises)."""
-        return verify_signature(self.body.signer, self.body.DOMAIN, self.hash, self.signature)
+        return verify_signature(self.body.signer, self.body.DOMAIN, signing_message(self.body), self.signature)
 
     def to_obj(self) -> dict:
         return {"kind": self.body.KIND, "body": self.body.to_obj(), "signature": self.signature.hex()}
@@ -97,4 +105,4 @@ def seal(body: B, key: PrivateKey) -> Signed[B]:
     """Sign ``body`` with ``key``, which must be the body's signer."""
     if public_bytes(key) != body.signer:
         raise ValueError(f"signing key does not match the {body.KIND}'s signer")
-    return Signed(body, sign(key, body.DOMAIN, body_hash(body)))
+    return Signed(body, sign(key, body.DOMAIN, signing_message(body)))

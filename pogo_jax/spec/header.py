@@ -1,10 +1,11 @@
-"""The block header (PROTOCOL 4.1, v2): what a miner commits to before it can know the challenge.
+"""The block header (PROTOCOL 4.1, v3): what a miner commits to before it can know the challenge.
 
 One writer (``Header.to_obj``/``encode``) and one reader (``Header.from_obj``) side by side. The
 header hash is SHA-256 of the canonical JSON encoding (spec/encoding.py); the miner signs
 ``b"pogo/header/v1" || 0x00 || header_hash`` with Ed25519 inside the generic envelope
-(spec/envelope.py). Version 2 adds ``round``: the attempt number of the height, so a header is
-bound to one round and its beacon. Readers are strict: exact keys, JSON types, byte lengths and
+(spec/envelope.py). Version 2 added ``round``: the attempt number of the height, so a header is
+bound to one round and its beacon; version 3 makes ``chain_id`` the genesis hash (PROTOCOL 13), so a
+header is bound to one chain. Readers are strict: exact keys, JSON types, byte lengths and
 integer bounds are checked before any field is trusted.
 """
 
@@ -21,7 +22,7 @@ from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, he
 from pogo_jax.spec.envelope import Signed, seal
 from pogo_jax.spec.keys import PrivateKey
 
-HEADER_VERSION = 2
+HEADER_VERSION = 3
 MAX_ROUND = 2**32
 HEADER_DOMAIN = b"pogo/header/v1"
 MAX_HEADER_BYTES = 1 << 16
@@ -30,7 +31,7 @@ MAX_LEAF_SIZE = 1 << 24
 MAX_LEAVES = 1 << 40
 MAX_TRAIN_FIELDS = 64
 MAX_TRAIN_STR = 256
-_CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CHAIN_ID = re.compile(r"[0-9a-f]{64}")
 _TRAIN_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _HASH_FIELDS = ("parent_hash", "miner_key", "layout_hash", "data_root", "root_prev", "root_next", "root_q")
@@ -39,8 +40,11 @@ _KEYS = {"chain_id", "train", *_HASH_FIELDS, *_INT_FIELDS}
 
 
 def check_chain_id(chain_id: Any, what: str) -> str:
+    """A chain id is the SHA-256 of the chain's canonical genesis body, as 64 lowercase hex digits (PROTOCOL
+    13): two chains never share one, whatever they are called, so a record signed for one is foreign to
+    every other."""
     if not isinstance(chain_id, str) or not _CHAIN_ID.fullmatch(chain_id):
-        raise MalformedInput(f"{what}.chain_id: expected 1-64 characters from A-Z a-z 0-9 . _ -")
+        raise MalformedInput(f"{what}.chain_id: expected the 64 lowercase hex digits of a genesis hash")
     return chain_id
 
 

@@ -20,17 +20,20 @@ Strict readers: exact keys, types, bounds and lengths before anything is trusted
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.dataset import manifest_hash, parse_manifest
-from pogo_jax.spec.encoding import exact_keys, get_field, get_int, hexbytes
+from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes
 from pogo_jax.spec.envelope import Signed
 from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
 from pogo_jax.spec.layout import Layout
-from pogo_jax.spec.rules import ChainRules
+from pogo_jax.spec.rules import ChainRules, check_name
+from pogo_jax.spec.sealed import MAX_SEALED_SHARDS
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 1 << 20
@@ -43,8 +46,7 @@ MAX_STAKE = 2**62
 MAX_TIME_MS = 2**53
 MAX_BEACON_LENGTH = 1 << 20  # = chain.beacon.MAX_LENGTH
 ROLES = ("miner", "verifier")
-WINDOWS = ("submit", "proof")
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+WINDOWS = ("submit", "proof", "commit")
 _MODEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
@@ -57,12 +59,6 @@ def _version(obj: Any, what: str) -> int:
 
 def _key(obj: Any, name: str, what: str) -> bytes:
     return hexbytes(get_field(obj, name, str, what), f"{what}.{name}", 32)
-
-
-def check_name(name: Any, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise MalformedInput(f"{what}: names are 1-64 characters from A-Z a-z 0-9 . _ -")
-    return name
 
 
 def _hex(b: bytes | None) -> str | None:
@@ -150,7 +146,6 @@ def check_model(model: Any, what: str) -> dict:
 
 @dataclass(frozen=True)
 class Genesis:
-    chain_id: str
     governance_key: bytes
     node_key: bytes
     beacon_key: bytes
@@ -168,9 +163,6 @@ class Genesis:
     DOMAIN: ClassVar[bytes] = b"pogo/genesis/v1"
 
     def __post_init__(self) -> None:
-        check_chain_id(self.chain_id, "genesis")
-        if self.rules.chain_id != self.chain_id:
-            raise MalformedInput("genesis: rules.chain_id differs from chain_id")
         if (self.layout.leaf_size, self.layout.group_size) != (self.rules.leaf_size, self.rules.group_size):
             raise MalformedInput("genesis: layout leaf/group size differ from the rules")
         keys = [p.key for p in self.participants]
@@ -185,9 +177,18 @@ class Genesis:
     def signer(self) -> bytes:
         return self.governance_key
 
+    @cached_property
+    def chain_id(self) -> str:
+        """The chain's id: SHA-256 of this canonical body (PROTOCOL 13), named by every other record."""
+        return hashlib.sha256(canonical(self.to_obj())).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return self.rules.name
+
     def to_obj(self) -> dict:
         return {
-            "version": self.version, "chain_id": self.chain_id, "governance_key": self.governance_key.hex(),
+            "version": self.version, "governance_key": self.governance_key.hex(),
             "node_key": self.node_key.hex(),
             "beacon": {"key": self.beacon_key.hex(), "anchor": self.beacon_anchor.hex(), "length": self.beacon_length},
             "rules": self.rules.to_obj(), "model": dict(self.model), "layout": self.layout.manifest(),
@@ -197,7 +198,7 @@ class Genesis:
 
     @classmethod
     def from_obj(cls, obj: Any, what: str = "genesis") -> Genesis:
-        exact_keys(obj, {"version", "chain_id", "governance_key", "node_key", "beacon", "rules", "model", "layout",
+        exact_keys(obj, {"version", "governance_key", "node_key", "beacon", "rules", "model", "layout",
                          "state", "data", "participants"}, what)
         _version(obj, what)
         beacon = get_field(obj, "beacon", dict, what)
@@ -206,7 +207,7 @@ class Genesis:
         if len(parts) > MAX_PARTICIPANTS:
             raise MalformedInput(f"{what}: too many participants")
         return cls(
-            chain_id=check_chain_id(obj["chain_id"], what), governance_key=_key(obj, "governance_key", what),
+            governance_key=_key(obj, "governance_key", what),
             node_key=_key(obj, "node_key", what), beacon_key=_key(beacon, "key", f"{what}.beacon"),
             beacon_anchor=_key(beacon, "anchor", f"{what}.beacon"),
             beacon_length=get_int(beacon, "length", f"{what}.beacon", 1, MAX_BEACON_LENGTH),
@@ -288,10 +289,12 @@ class Close:
     node_key: bytes
     height: int
     round: int
-    window: str  # "submit" | "proof"
+    window: str  # "submit" | "proof" | "commit"
     at: int  # node clock, ms
     prev: bytes  # hash of the log entry this record follows
-    candidates: tuple[bytes, ...]  # submit: the round's candidates; proof: those withheld
+    candidates: tuple[bytes, ...]  # submit: the round's candidates; proof: those withheld; commit: none
+    data: bytes  # manifest hash of the round's dataset (its sealed shards)
+    shard: int  # the sealed shard the round is judged on: the beacon releases its key against a submit close
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "close"
@@ -304,12 +307,13 @@ class Close:
     def to_obj(self) -> dict:
         return {"version": self.version, "chain_id": self.chain_id, "node_key": self.node_key.hex(),
                 "height": self.height, "round": self.round, "window": self.window, "at": self.at,
-                "prev": self.prev.hex(), "candidates": [h.hex() for h in self.candidates]}
+                "prev": self.prev.hex(), "candidates": [h.hex() for h in self.candidates], "data": self.data.hex(),
+                "shard": self.shard}
 
     @classmethod
     def from_obj(cls, obj: Any, what: str = "close") -> Close:
         exact_keys(obj, {"version", "chain_id", "node_key", "height", "round", "window", "at", "prev",
-                         "candidates"}, what)
+                         "candidates", "data", "shard"}, what)
         _version(obj, what)
         window = get_field(obj, "window", str, what)
         if window not in WINDOWS:
@@ -317,7 +321,8 @@ class Close:
         return cls(check_chain_id(obj["chain_id"], what), _key(obj, "node_key", what),
                    get_int(obj, "height", what, 1, MAX_HEIGHT), get_int(obj, "round", what, 1, MAX_ROUND), window,
                    get_int(obj, "at", what, 0, MAX_TIME_MS), _key(obj, "prev", what),
-                   _hashes(obj, "candidates", what, MAX_ROUND_CANDIDATES))
+                   _hashes(obj, "candidates", what, MAX_ROUND_CANDIDATES), _key(obj, "data", what),
+                   get_int(obj, "shard", what, 0, MAX_SEALED_SHARDS))
 
 
 @dataclass(frozen=True)
@@ -330,6 +335,9 @@ class Reveal:
     value: bytes
     at: int  # beacon clock, ms
     close: bytes  # hash of the node's submit Close record this value was released against
+    data: bytes  # manifest hash of the dataset whose shard is released
+    shard: int  # the sealed shard of the round
+    shard_key: bytes | None  # its AES-256 key; None when the beacon holds none (the round closes empty)
     version: int = RECORD_VERSION
 
     KIND: ClassVar[str] = "reveal"
@@ -342,17 +350,55 @@ class Reveal:
     def to_obj(self) -> dict:
         return {"version": self.version, "chain_id": self.chain_id, "beacon_key": self.beacon_key.hex(),
                 "height": self.height, "round": self.round, "index": self.index, "value": self.value.hex(),
-                "at": self.at, "close": self.close.hex()}
+                "at": self.at, "close": self.close.hex(), "data": self.data.hex(), "shard": self.shard,
+                "shard_key": _hex(self.shard_key)}
 
     @classmethod
     def from_obj(cls, obj: Any, what: str = "reveal") -> Reveal:
-        exact_keys(obj, {"version", "chain_id", "beacon_key", "height", "round", "index", "value", "at", "close"},
-                   what)
+        exact_keys(obj, {"version", "chain_id", "beacon_key", "height", "round", "index", "value", "at", "close",
+                         "data", "shard", "shard_key"}, what)
         _version(obj, what)
         return cls(check_chain_id(obj["chain_id"], what), _key(obj, "beacon_key", what),
                    get_int(obj, "height", what, 1, MAX_HEIGHT), get_int(obj, "round", what, 1, MAX_ROUND),
                    get_int(obj, "index", what, 1, MAX_BEACON_LENGTH), _key(obj, "value", what),
-                   get_int(obj, "at", what, 0, MAX_TIME_MS), _key(obj, "close", what))
+                   get_int(obj, "at", what, 0, MAX_TIME_MS), _key(obj, "close", what), _key(obj, "data", what),
+                   get_int(obj, "shard", what, 0, MAX_SEALED_SHARDS),
+                   None if obj["shard_key"] is None else _key(obj, "shard_key", what))
+
+
+@dataclass(frozen=True)
+class VoteCommit:
+    """A full verifier's commitment to its vote on one candidate (PROTOCOL 16): ``vote`` is the record hash of
+    the signed attestation it will reveal, whose body holds 32 random salt bytes, so the commitment hides
+    the numbers until the reveal window and binds them from now on."""
+
+    chain_id: str
+    height: int
+    round: int
+    header_hash: bytes
+    verifier_key: bytes
+    vote: bytes
+    version: int = RECORD_VERSION
+
+    KIND: ClassVar[str] = "commit"
+    DOMAIN: ClassVar[bytes] = b"pogo/vote/commit/v1"
+
+    @property
+    def signer(self) -> bytes:
+        return self.verifier_key
+
+    def to_obj(self) -> dict:
+        return {"version": self.version, "chain_id": self.chain_id, "height": self.height, "round": self.round,
+                "header_hash": self.header_hash.hex(), "verifier_key": self.verifier_key.hex(),
+                "vote": self.vote.hex()}
+
+    @classmethod
+    def from_obj(cls, obj: Any, what: str = "commit") -> VoteCommit:
+        exact_keys(obj, {"version", "chain_id", "height", "round", "header_hash", "verifier_key", "vote"}, what)
+        _version(obj, what)
+        return cls(check_chain_id(obj["chain_id"], what), get_int(obj, "height", what, 1, MAX_HEIGHT),
+                   get_int(obj, "round", what, 1, MAX_ROUND), _key(obj, "header_hash", what),
+                   _key(obj, "verifier_key", what), _key(obj, "vote", what))
 
 
 @dataclass(frozen=True)
@@ -416,7 +462,7 @@ class Finalize:
                    tuple(Recheck.from_obj(r, f"{what}.rechecks[{i}]") for i, r in enumerate(rc)))
 
 
-BODY_TYPES = {t.KIND: t for t in (Genesis, Register, Epoch, Close, Reveal, Finalize)}
+BODY_TYPES = {t.KIND: t for t in (Genesis, Register, Epoch, Close, Reveal, Finalize, VoteCommit)}
 
 
 def read_record(data: bytes, kind: str) -> Signed:

@@ -18,14 +18,17 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import secrets
 import sysconfig
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pogo_jax.errors import UserError
+from pogo_jax.spec import sealed as sealed_shards
 from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported for callers
     DATA_FORMAT_VERSION,
     DEFAULT_EVAL_FRACTION,
@@ -36,15 +39,18 @@ from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported 
     _write_packed,
     compute_data_root,
     make_manifest,
+    manifest_hash,
     read_packed,
     split_ranges,
 )
 from pogo_jax.spec.encoding import hexbytes
+from pogo_jax.spec.sealed import MAX_SEALED_BYTES, MAX_SEALED_SHARDS
 
 if TYPE_CHECKING:
     from pogo_jax.config import DataConfig
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
+DEFAULT_SEALED_BYTES = 65536  # a sealed shard: 508 windows of 128 tokens (small), 1023 of 64 (tiny)
 Range = tuple[int, int]  # [start, end) byte offsets
 
 log = logging.getLogger(__name__)
@@ -94,20 +100,81 @@ def _check_split_args(shard_size: int, eval_fraction: float) -> None:
         raise UserError(f"eval fraction must be in (0, 1), got {eval_fraction}")
 
 
-def _build(tokens: bytes | bytearray, shard_size: int, eval_fraction: float, source: str, n_files: int,
-           n_skipped: int, out: Path) -> Dataset:
+@dataclass(frozen=True)
+class SealSpec:
+    """How many evaluation shards to seal (PROTOCOL 14), how large, and where their keys go."""
+
+    n: int
+    shard_bytes: int = DEFAULT_SEALED_BYTES
+    keys_out: Path | None = None
+
+    def check(self) -> None:
+        if not 1 <= self.n <= MAX_SEALED_SHARDS:
+            raise UserError(f"--sealed-eval must be in [1, {MAX_SEALED_SHARDS}], got {self.n}")
+        if not 2 <= self.shard_bytes <= MAX_SEALED_BYTES:
+            raise UserError(f"--sealed-bytes must be in [2, {MAX_SEALED_BYTES}], got {self.shard_bytes}")
+        if self.keys_out is None:
+            raise UserError("sealing needs --keys-out FILE: the shard keys go to the beacon service and nobody else")
+        if Path(self.keys_out).expanduser().exists():
+            raise UserError(f"'{self.keys_out}' exists; keys files are never overwritten (choose another --keys-out)")
+        _check_out(Path(self.keys_out))
+
+
+def carve_sealed(arr: np.ndarray, spec: SealSpec) -> tuple[np.ndarray, list[bytes]]:
+    """Take ``spec.n`` shards of ``spec.shard_bytes`` out of the stream at secret random aligned positions:
+    the rest (in order) is the public stream, so the sealed text comes from the same corpus as the training
+    text and nothing public says where it was."""
+    slots = arr.shape[0] // spec.shard_bytes
+    if spec.n * 4 > slots:
+        raise UserError(f"a stream of {arr.shape[0]} bytes has {slots} slots of {spec.shard_bytes} bytes: too few "
+                        f"to seal {spec.n} and keep three quarters public (use fewer or smaller sealed shards)")
+    picked = sorted(secrets.SystemRandom().sample(range(slots), spec.n))
+    keep = np.ones(arr.shape[0], dtype=bool)
+    plains = []
+    for k in picked:
+        lo = k * spec.shard_bytes
+        plains.append(arr[lo:lo + spec.shard_bytes].tobytes())
+        keep[lo:lo + spec.shard_bytes] = False
+    return arr[keep], plains
+
+
+def _build(tokens: bytes | bytearray | np.ndarray, shard_size: int, eval_fraction: float, source: str, n_files: int,
+           n_skipped: int, out: Path, seal_spec: SealSpec | None = None) -> Dataset:
     _check_split_args(shard_size, eval_fraction)
     if len(tokens) == 0:
         raise UserError(f"the dataset is empty ({source}); give non-empty text files")
-    arr = np.frombuffer(tokens, dtype=np.uint8)
+    arr = np.frombuffer(tokens, dtype=np.uint8) if not isinstance(tokens, np.ndarray) else tokens
+    sealed, ciphers, keys = None, [], []
+    if seal_spec is not None:
+        seal_spec.check()
+        arr, plains = carve_sealed(arr, seal_spec)
+        sealed, ciphers, keys = sealed_shards.seal(plains, seal_spec.shard_bytes)
     train, ev = split_ranges(arr.shape[0], shard_size, eval_fraction)
     root = compute_data_root(arr, shard_size)
-    _write_packed(out, make_manifest(arr.shape[0], shard_size, root, train, ev, source, n_files, n_skipped), arr)
+    manifest = make_manifest(arr.shape[0], shard_size, root, train, ev, source, n_files, n_skipped, sealed)
+    _write_packed(out, manifest, arr, ciphers)
+    if seal_spec is not None:
+        try:
+            sealed_shards.write_keys(seal_spec.keys_out, manifest_hash(manifest), keys)
+        except BaseException:
+            Path(out).unlink(missing_ok=True)  # a sealed file whose keys are lost can never be judged on
+            raise
     return read_packed(out, verify=False)
 
 
+def seal_dataset(src: str | Path, out: str | Path, spec: SealSpec) -> Dataset:
+    """A sealed copy of a public (version 1) dataset: same split rules, some of its text sealed."""
+    ds = read_packed(Path(src).expanduser(), verify=True)
+    if ds.sealed is not None:
+        raise UserError(f"'{src}' is already sealed ({ds.sealed.n} shards)")
+    n, ev = ds.n_bytes, ds.eval_range
+    frac = (ev[1] - ev[0]) / n
+    return _build(np.asarray(ds.tokens), ds.shard_size, min(max(frac, 1e-6), 0.5), ds.source, ds.manifest["n_files"],
+                  ds.manifest["n_skipped"], Path(out), spec)
+
+
 def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT_SHARD_SIZE,
-         eval_fraction: float = DEFAULT_EVAL_FRACTION) -> Dataset:
+         eval_fraction: float = DEFAULT_EVAL_FRACTION, seal_spec: SealSpec | None = None) -> Dataset:
     """Pack text files and directories into one ``.pogodata`` file.
 
     Order: the arguments as given; each directory recursively by relative POSIX path (UTF-8 bytes),
@@ -120,6 +187,8 @@ def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT
         raise UserError("nothing to pack: give at least one file or directory")
     _check_split_args(shard_size, eval_fraction)
     _check_out(Path(out))
+    if seal_spec is not None:
+        seal_spec.check()
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -154,7 +223,8 @@ def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT
         raise UserError(f"no readable text files in {', '.join(map(str, paths))} "
                         f"({n_skipped} binary or undecodable skipped)")
     noun = "file" if n_files == 1 else "files"
-    return _build(buf, shard_size, eval_fraction, f"packed: {n_files} {noun}", n_files, n_skipped, Path(out))
+    return _build(buf, shard_size, eval_fraction, f"packed: {n_files} {noun}", n_files, n_skipped, Path(out),
+                  seal_spec)
 
 
 # ---------------------------------------------------------------------------------- embedded corpus

@@ -80,6 +80,15 @@ def _eval_pure(graphdef, params, windows):
     return loss_fn(nnx.merge(graphdef, params), windows)
 
 
+@partial(jax.jit, static_argnums=0)
+def _eval_windows_pure(graphdef, params, windows):
+    """Mean next-token loss of each window (row) of ``windows`` (n, T+1): what a full vote carries."""
+    batch = jnp.asarray(windows).astype(jnp.int32)
+    logits = nnx.merge(graphdef, params)(batch[:, :-1])
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(logp, batch[:, 1:, None], axis=-1)[..., 0].mean(axis=1)
+
+
 def eval_loss(model: GPT, windows: np.ndarray) -> float:
     """Mean loss over ``windows`` (n, T+1), one jitted call, float32: what verifiers compare."""
     w = np.asarray(windows)
