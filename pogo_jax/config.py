@@ -138,6 +138,7 @@ class DemoConfig:
     full: int = 2
     stake: int = 1000
     blocks: int = 3
+    sealed_shards: int = 32  # evaluation shards governance seals for a new demo chain: one per round
 
 
 @dataclass(frozen=True)

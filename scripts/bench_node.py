@@ -137,7 +137,7 @@ def bench_transfer(tmp: Path, mb: int) -> dict:
 
     q = random_update(lay, rng)
     r = kit.st.round
-    h = Header(version=2, chain_id=kit.rules.chain_id, height=1, round=1, parent_hash=r.parent_hash,
+    h = Header(version=2, chain_id=kit.chain_id, height=1, round=1, parent_hash=r.parent_hash,
                miner_key=public_bytes(kit.miners[0]), layout_hash=lay.layout_hash(), data_root=r.data.data_root,
                root_prev=r.root_prev, root_next=hashlib.sha256(b"not checked at upload").digest(),
                root_q=mh.root(mh.leaf_hashes(mh.TAG_QUPD, q)), leaf_size=lay.leaf_size, group_size=lay.group_size,

@@ -56,7 +56,8 @@ def make_dataset(path: Path, n_bytes: int = 200_000, shard: int = 4096, seed: in
     """A synthetic dataset with ``sealed`` evaluation shards; their keys go to ``path`` + ``.keys``."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(32, 127, size=n_bytes, dtype=np.uint8)
-    spec = SealSpec(sealed, sealed_bytes, path.with_name(path.name + ".keys")) if sealed else None
+    spec = SealSpec(sealed, sealed_bytes, path.with_name(path.name + ".keys"), seed=b"chainkit %d" % seed) \
+        if sealed else None
     _build(tokens, shard, 0.1, "synthetic", 1, 0, path, spec)
     return path
 
@@ -304,7 +305,8 @@ class Kit:
             for m in mades:  # the miner reports what its full votes measure (the chain holds it to them)
                 accepts = [spec[3] for (mi, _), spec in (votes or {}).items()
                            if mi == m.miner and spec and spec[1] == "full" and spec[3]]
-                self.chain.submit_bundle(self.bundle(m, losses=accepts[0] if accepts else (2.0, 1.5)))
+                lp, ln = flat_losses(accepts[0], self.rules.m_windows) if accepts else ((2.0,), (1.5,))
+                self.chain.submit_bundle(self.bundle(m, losses=(float(mean(lp)), float(mean(ln)))))
         self.chain.tick()
         for m in mades:
             for v in range(len(self.verifiers)):

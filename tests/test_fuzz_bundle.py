@@ -60,7 +60,7 @@ class Case:
 
 def _cases(seed: int) -> list[Case]:
     out = []
-    for i, (n, s, g, k, m) in enumerate([(64, 64, 32, 4, 2), (37, 128, 64, 5, 3), (5, 64, 64, 8, 1)]):
+    for i, (n, s, g, k, m) in enumerate([(64, 64, 32, 4, 2), (37, 128, 64, 5, 3), (5, 64, 64, 8, 2)]):
         blk = synthetic_block(n, s, g, seed=seed + i, n_windows=16)
         b = blk.bundle(fresh_beacon(seed.to_bytes(8, "little"), i), k, m)
         out.append(Case(blk.key, b, b.to_bytes(), blk.context(b.beacon, k, m), k))

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from chainkit import FakeClock, key, make_dataset
+from chainkit import FakeClock, key, keys_of, make_dataset
 
 from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.client import LocalClient
@@ -75,15 +75,16 @@ def _versions() -> dict[str, str]:
 
 
 def golden_block(tmp) -> dict:  # noqa: ANN001
-    cfg = load_config("tiny", ["miner.block_steps=3", "miner.self_check_windows=0", "chain.k_leaves=16", f"data.path={make_dataset(tmp / 'd.pogodata')}"])
+    cfg = load_config("tiny", ["miner.block_steps=3", "miner.self_check_windows=0", "chain.k_leaves=16", "chain.m_windows=8", f"data.path={make_dataset(tmp / 'd.pogodata')}"])
     clock = FakeClock()
     beacon = BeaconService.create(tmp / "beacon", length=64, secret=hashlib.sha256(b"golden beacon").digest(),
                                   clock=clock)
+    beacon.add_keys(keys_of(tmp / "d.pogodata"))
     m = key("golden miner")
     parts = [Participant(public_bytes(m), "miner", "m", 1000)]
     chain = create_chain(tmp / "node", cfg, key("golden gov"), key("golden node"), beacon.info(), parts, clock=clock)
     chain.beacon = beacon
-    beacon.bind(cfg.chain.chain_id, public_bytes(key("golden node")))
+    beacon.bind(chain.state.genesis.chain_id, public_bytes(key("golden node")))
     miner = Miner(LocalClient(chain), m, tmp / "miner", cfg)
     made = miner.make_candidate(miner.view.context())
     miner.view.client.submit_candidate(made.header_bytes, made.update_path)

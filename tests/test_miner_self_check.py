@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from chainkit import FakeClock, key, make_dataset
+from chainkit import FakeClock, key, keys_of, make_dataset
 
 from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.client import LocalClient
@@ -21,16 +21,17 @@ from pogo_jax.spec.records import Participant
 
 def _miner(tmp, *overrides: str) -> tuple[Miner, object]:  # noqa: ANN001
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=16",
+    cfg = load_config("tiny", ["miner.block_steps=3", "chain.k_leaves=16", "chain.m_windows=8",
                                f"data.path={make_dataset(tmp / 'd.pogodata')}", *overrides])
     clock = FakeClock()
     beacon = BeaconService.create(tmp / "beacon", length=16, secret=hashlib.sha256(tmp.name.encode()).digest(),
                                   clock=clock)
+    beacon.add_keys(keys_of(tmp / "d.pogodata"))
     m = key(f"self-check miner {tmp.name}")
     chain = create_chain(tmp / "node", cfg, key("gov"), key("node"), beacon.info(),
                          [Participant(public_bytes(m), "miner", "m", 1000)], clock=clock)
     chain.beacon = beacon
-    beacon.bind(cfg.chain.chain_id, public_bytes(key("node")))
+    beacon.bind(chain.state.genesis.chain_id, public_bytes(key("node")))
     return Miner(LocalClient(chain), m, tmp / "miner", cfg), chain
 
 

@@ -52,8 +52,12 @@ def test_a_round_over_http_and_the_explorer(tmp_path) -> None:
         kit.clock.advance(kit.rules.submit_window_ms)
         wait_for(lambda: kit.st.round.phase == "proof")
         assert c.submit_bundle(kit.bundle(m))["result"] == "admitted"
-        for v in range(3):
-            a = kit.attest(v, m)
+        votes = [kit.attest(v, m) for v in range(3)]
+        for a in votes:  # full votes: committed first ...
+            assert c.submit_commit(kit.commit(a))["result"] == "admitted"
+            assert c.submit_commit(kit.commit(a))["result"] == "duplicate"
+        wait_for(lambda: kit.st.round.phase == "reveal")  # every verifier committed: the commit window closes
+        for a in votes:  # ... then revealed
             assert c.submit_attestation(a)["result"] == "admitted"
             assert c.submit_attestation(a)["result"] == "duplicate"
         wait_for(lambda: kit.st.tip_height == 1)
@@ -69,7 +73,9 @@ def test_a_round_over_http_and_the_explorer(tmp_path) -> None:
 BAD = [
     ("post", "/v1/attestations", b"{not json", "application/json", 400),
     ("post", "/v1/attestations", b"{}", "text/plain", 415),
-    ("post", "/v1/attestations", b"x" * (1 << 17), "application/json", 413),
+    ("post", "/v1/attestations", b"x" * (1 << 18), "application/json", 413),
+    ("post", "/v1/commits", b"{not json", "application/json", 400),
+    ("post", "/v1/commits", b"x" * (1 << 17), "application/json", 413),
     ("post", "/v1/governance/register", b'{"kind":"register"}', "application/json", 400),
     ("post", "/v1/bundles", b"POGOBNDL" + bytes(100), "application/octet-stream", 400),
     ("post", "/v1/candidates", b"\xff\xff\xff\x7f", "application/octet-stream", 413),
@@ -112,7 +118,7 @@ def test_bad_requests_are_4xx_with_one_line_and_change_nothing(tmp_path) -> None
         from pogo_jax.spec.envelope import seal
         from pogo_jax.spec.records import Participant, Register
 
-        reg = seal(Register(kit.rules.chain_id, public_bytes(kit.gov), Participant(public_bytes(stranger), "miner",
+        reg = seal(Register(kit.chain_id, public_bytes(kit.gov), Participant(public_bytes(stranger), "miner",
                                                                                   "ok", 1)), kit.gov).to_obj()
         reg["body"]["participant"]["name"] = "../../etc"
         r = h.post("/v1/governance/register", content=canonical(reg), headers={"content-type": "application/json"})
@@ -171,7 +177,8 @@ def test_32_concurrent_clients(tmp_path) -> None:
             while time.monotonic() < end:
                 try:
                     if not posted:
-                        r = h.post("/v1/attestations", content=atts[i], headers={"content-type": "application/json"})
+                        r = h.post("/v1/commits", content=kit.commit(atts[i]),
+                                   headers={"content-type": "application/json"})
                         posted = r.status_code == 200
                     elif i % 4 == 0:
                         with h.stream("GET", f"/v1/blobs/{kit.st.genesis.data.blob.hex()}") as r:
@@ -193,6 +200,10 @@ def test_32_concurrent_clients(tmp_path) -> None:
             t.join(60)
         assert not errors, errors[:3]
         assert set(statuses) <= {200}, sorted(set(statuses))
+        wait_for(lambda: kit.st.round.phase == "reveal")
+        for a in atts:
+            assert httpx.post(url + "/v1/attestations", content=a, headers={"content-type": "application/json"},
+                              timeout=30).status_code == 200
         wait_for(lambda: kit.st.tip_height == 1)
         votes = kit.st.history[-1].candidates[m.hash].votes
         assert len(votes) == 32

@@ -48,7 +48,7 @@ def wait_for(kit: Kit, cond, timeout: float = 30.0) -> None:  # noqa: ANN001
 
 @pytest.fixture
 def net(tmp_path):
-    kit = Kit(tmp_path, submit_window_ms=800, prove_window_ms=4000, attest_window_ms=4000)
+    kit = Kit(tmp_path, submit_window_ms=800, prove_window_ms=8000, attest_window_ms=4000, reveal_window_ms=4000)
     kit.chain.close()
     n = Net(kit)
     yield n
@@ -63,14 +63,20 @@ def test_kill_9_at_every_phase_boundary_loses_no_record(net: Net) -> None:
     steps = [("candidate", lambda: None),
              ("reveal", lambda: wait_for(kit, lambda st: st.round.beacon is not None)),
              ("bundle", lambda: c.submit_bundle(kit.bundle(m))),
-             ("attestations", lambda: [c.submit_attestation(kit.attest(v, m)) for v in range(2)])]
+             ("commits", lambda: [c.submit_commit(kit.commit(votes[v])) for v in range(2)]),
+             ("last commit", lambda: (c.submit_commit(kit.commit(votes[2])),
+                                      wait_for(kit, lambda st: st.round.phase == "reveal"))),
+             ("reveals", lambda: [c.submit_attestation(votes[v]) for v in range(2)])]
+    votes: list[bytes] = []
     for name, act in steps:
+        if name == "commits":
+            votes = [kit.attest(v, m) for v in range(3)]
         act()
         seq = kit.st.seq
         net.node.kill9()
         c = net.start_node()
         assert kit.st.seq >= seq, f"lost entries after the kill at '{name}'"
-    c.submit_attestation(kit.attest(2, m))
+    c.submit_attestation(votes[2])
     wait_for(kit, lambda st: st.tip_height == 1)
     rep = audit(c.entries(), c.tables(), c.blob)
     assert rep.clean, rep.differences
@@ -129,6 +135,10 @@ def test_the_beacon_down_for_a_while_the_round_waits_and_recovers(net: Net) -> N
     net.beacon.wait_url()
     wait_for(kit, lambda st: st.round.phase == "proof")
     c.submit_bundle(kit.bundle(m))
-    for v in range(3):
-        c.submit_attestation(kit.attest(v, m))
+    votes = [kit.attest(v, m) for v in range(3)]
+    for v in votes:
+        c.submit_commit(kit.commit(v))
+    wait_for(kit, lambda st: st.round.phase == "reveal")
+    for v in votes:
+        c.submit_attestation(v)
     wait_for(kit, lambda st: st.tip_height == 1)

@@ -22,7 +22,7 @@ from pogo_jax.chain.view import ChainView
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SETS = ["--set", "chain.k_leaves=16", "--set", "chain.submit_window_ms=25000", "--set", "chain.prove_window_ms=60000",
-        "--set", "chain.attest_window_ms=120000"]
+        "--set", "chain.attest_window_ms=120000", "--set", "chain.reveal_window_ms=60000"]
 
 
 def pogo(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -40,14 +40,19 @@ def test_roles_as_processes_two_miners_compete(tmp_path: Path) -> None:
         pubs[name] = p.stdout.strip()
     opens = {n: roles[n] / "opens.log" for n in ("beacon", "chain", "m0", "m1", "v0", "v1", "v2")}
     roles["beacon"].mkdir()
+    # governance seals the chain's evaluation shards and hands their keys to the beacon (and only to it)
+    sealed, keys = roles["governance"] / "sealed.pogodata", roles["governance"] / "eval.keys"
+    p = pogo("data", "seal", "--out", str(sealed), "--sealed-eval", "8", "--keys-out", str(keys))
+    assert p.returncode == 0, p.stderr
+    (roles["beacon"] / "eval.keys").write_bytes(keys.read_bytes())
     children = []
     try:
         beacon = Child("beacon", "serve", "--dir", str(roles["beacon"] / "state"), "--port", "0",
-                       env={"POGO_OPEN_LOG": str(opens["beacon"])})
+                       "--eval-keys", str(roles["beacon"] / "eval.keys"), env={"POGO_OPEN_LOG": str(opens["beacon"])})
         children.append(beacon)
         burl = beacon.wait_url()
-        p = pogo("init", "--dir", str(roles["chain"]), "--config", "tiny", "--beacon", burl, "--governance-key",
-                 str(roles["governance"] / "key.pem"), "--miner", pubs["m0"], "--miner", pubs["m1"],
+        p = pogo("init", "--dir", str(roles["chain"]), "--config", "tiny", "--data", str(sealed), "--beacon", burl,
+                 "--governance-key", str(roles["governance"] / "key.pem"), "--miner", pubs["m0"], "--miner", pubs["m1"],
                  "--verifier", pubs["v0"], "--verifier", pubs["v1"], "--verifier", pubs["v2"], *SETS)
         assert p.returncode == 0, p.stderr
         node = Child("node", "serve", "--dir", str(roles["chain"]), "--port", "0", "--beacon", burl,

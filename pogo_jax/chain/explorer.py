@@ -1,22 +1,21 @@
-"""The node's read-only explorer page at ``/``: rounds, candidates, verdicts per verifier, stakes, and the
-verified loss by height as an inline SVG plot. Server-rendered from the node's replayed state; no
-script, no build step, every value escaped."""
+"""The node's read-only explorer page at ``/``: rounds (with their sealed shard), candidates with the chain's
+measurement (median improvement and its lower confidence bound), votes (committed, revealed, outlier) and
+verifier pay, stakes, and the verified loss by height as an inline SVG plot. Server-rendered from the
+node's replayed state; no script, no build step, every value escaped."""
 
 from __future__ import annotations
 
 import html
-from fractions import Fraction
-from statistics import median
 
-from pogo_jax.chain.state import ChainState, Round
+from pogo_jax.chain.state import Candidate, ChainState, Round
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1f23;max-width:1200px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;width:100%} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}
 th{background:#f6f8fa} code{font-size:12px} .muted{color:#6a737d}
-.confirmed{color:#116329;font-weight:600} .fraud,.rejected{color:#b31d28;font-weight:600}
-.withheld,.void{color:#b08800;font-weight:600} .valid,.undecided,.pending{color:#444}
+.confirmed{color:#116329;font-weight:600} .fraud,.false-loss,.outlier{color:#b31d28;font-weight:600}
+.withheld,.void,.weak{color:#b08800;font-weight:600} .valid,.undecided,.pending{color:#444}
 """
 
 
@@ -34,13 +33,27 @@ def _name(st: ChainState, key: bytes) -> str:
 
 
 def _verified_losses(r: Round) -> tuple[float, float] | None:
-    if r.winner is None:
+    """The chain's measurement of the winner: means of the per-window median losses before and after."""
+    if r.winner is None or r.candidates[r.winner].measurement is None:
         return None
-    c = r.candidates[r.winner]
-    acc = [v.body for v in c.votes.values() if v.body.tier == "full" and v.body.verdict == "accept"]
-    if not acc:
-        return None
-    return median(a.loss_prev for a in acc), median(a.loss_next for a in acc)
+    m = r.candidates[r.winner].measurement
+    return float(m.prev_mean), float(m.next_mean)
+
+
+def votes_summary(c: Candidate) -> dict:
+    """Who committed a full vote, who revealed one, which were outliers, who voted light, who was paid."""
+    full = [k for k, v in c.votes.items() if v.body.tier == "full"]
+    return {"committed": list(c.commits), "revealed": full, "unrevealed": [k for k in c.commits if k not in full],
+            "light": [k for k, v in c.votes.items() if v.body.tier == "light"],
+            "outliers": list(c.measurement.outliers) if c.measurement else [], "paid": list(c.paid)}
+
+
+def measured(c: Candidate) -> tuple[str, str]:
+    """(improvement, lower bound) as text, nats per token, or blanks."""
+    if c.measurement is None:
+        return "", ""
+    b = c.measurement.bound
+    return f"{float(b.mean):.4f}", f"{b.lcb:.4f}"
 
 
 def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: int = 240) -> str:
@@ -66,7 +79,7 @@ def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: i
     dots = "".join(f'<circle cx="{sx(h):.1f}" cy="{sy(b):.1f}" r="3" fill="#0969da"><title>height {h}: {a:.4f} -> '
                    f'{b:.4f}</title></circle>' for h, a, b in points)
     ticks = "".join(f'<text x="{sx(h):.1f}" y="{height - pad + 16}" font-size="11" text-anchor="middle">{h}</text>'
-                    for h in hs)
+                    for h in sorted({x0, *hs}))
     yt = "".join(f'<text x="{left - 6}" y="{sy(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3f}</text>'
                  for v in (y0, (y0 + y1) / 2, y1))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
@@ -75,7 +88,7 @@ def loss_svg(points: list[tuple[int, float, float]], width: int = 640, height: i
             f'stroke="#ddd"/><path d="{path}" fill="none" stroke="#0969da" stroke-width="2"/>{dots}{ticks}{yt}'
             f'<text x="{(left + width - pad) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">height</text>'
             f'<text x="14" y="{height / 2}" font-size="12" transform="rotate(-90 14 {height / 2})" '
-            f'text-anchor="middle">verified loss (nats)</text></svg>')
+            f'text-anchor="middle">verified loss (nats/token)</text></svg>')
 
 
 def render(chain) -> str:  # noqa: ANN001 - a Chain (the caller holds its lock)
@@ -87,37 +100,54 @@ def render(chain) -> str:  # noqa: ANN001 - a Chain (the caller holds its lock)
         lv = _verified_losses(x)
         if lv is not None:
             points.append((x.height, *lv))
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>pogo chain {_e(g.chain_id)}</title>"
+    sealed = r.data.manifest.get("sealed", {}).get("shards", [])
+    used = st.shards_used.get(r.data.manifest_hash, 0)
+    shards = (f"{used} of {len(sealed)} sealed evaluation shards of the current dataset used"
+              + ("; <b>none left: no round opens until a governance epoch adds a newly sealed dataset</b>"
+                 if r.phase == "waiting" else ""))
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>pogo chain {_e(g.name)}</title>"
            f"<style>{_CSS}</style></head><body>",
-           f"<h1>pogo chain <code>{_e(g.chain_id)}</code></h1>",
-           f"<p class='muted'>confirmed height <b id='tip'>{st.tip_height}</b> &middot; open round ({r.height}, "
-           f"{r.round}) in phase <b>{_e(r.phase)}</b> &middot; {st.seq} log entries &middot; node key "
-           f"<code>{_short(g.node_key)}</code> &middot; genesis <code>{_short(st.genesis_hash)}</code></p>",
+           f"<h1>pogo chain {_e(g.name)} <code>{_short(bytes.fromhex(g.chain_id))}</code></h1>",
+           f"<p class='muted'>chain id (genesis hash) <code>{_e(g.chain_id)}</code> &middot; confirmed height "
+           f"<b id='tip'>{st.tip_height}</b> &middot; open round ({r.height}, {r.round}) in phase <b>{_e(r.phase)}</b>"
+           f" &middot; {st.seq} log entries &middot; node key <code>{_short(g.node_key)}</code> &middot; "
+           f"<span id='shards'>{shards}</span> &middot; epoch budget left {st.budget_left}</p>",
            "<h2>Verified loss by height</h2>", loss_svg(points),
-           "<h2>Rounds</h2><table id='rounds'><tr><th>height</th><th>round</th><th>status</th><th>winner</th>"
-           "<th>improvement (nats)</th><th>reward</th><th>candidates</th></tr>"]
+           "<h2>Rounds</h2><table id='rounds'><tr><th>height</th><th>round</th><th>shard</th><th>status</th>"
+           "<th>winner</th><th>improvement (nats/token)</th><th>lower bound</th><th>reward</th>"
+           "<th>candidates</th></tr>"]
     for x in reversed(rounds):
         if x.finalized_at is None:
             status = f"open ({x.phase})"
         else:
-            status = "confirmed" if x.winner is not None else "empty"
+            status = "confirmed" if x.winner is not None else ("empty" if not x.sealed or x.sealed == "OK"
+                                                               else f"empty ({x.sealed})")
         win = x.candidates.get(x.winner) if x.winner is not None else None
-        imp = "" if win is None or win.improvement is None else f"{float(Fraction(win.improvement)):.4f}"
+        imp, lcb = measured(win) if win else ("", "")
         out.append(f"<tr data-height='{x.height}' data-status='{_e(status)}'><td>{x.height}</td><td>{x.round}</td>"
+                   f"<td>{'' if x.shard is None else x.shard}</td>"
                    f"<td class='{'confirmed' if win else 'muted'}'>{_e(status)}</td>"
-                   f"<td>{_e(_name(st, win.miner)) if win else ''}</td><td>{imp}</td>"
+                   f"<td>{_e(_name(st, win.miner)) if win else ''}</td><td>{imp}</td><td>{lcb}</td>"
                    f"<td>{win.reward if win else ''}</td><td>{len(x.candidates)}</td></tr>")
-    out.append("</table><h2>Candidates and verdicts</h2><table id='candidates'><tr><th>round</th><th>candidate</th>"
-               "<th>miner</th><th>status</th><th>reason</th><th>bundle</th><th>verdicts (verifier: verdict/tier/reason)"
-               "</th></tr>")
+    out.append("</table><h2>Candidates and votes</h2><p class='muted'>improvement: mean over the round's windows of "
+               "the per-window median paired difference L(prev) - L(next) of the counted full votes; valid when its "
+               "lower confidence bound reaches delta. Votes: committed / revealed / outliers (slashed, not counted) "
+               "/ unrevealed (fee forfeited); paid: verifier_reward each.</p><table id='candidates'><tr><th>round</th>"
+               "<th>candidate</th><th>miner</th><th>status</th><th>reason</th><th>improvement</th><th>lower bound</th>"
+               "<th>reward</th><th>votes</th><th>verdicts (verifier: verdict/tier/reason)</th></tr>")
     for x in reversed(rounds):
         for hh, c in x.candidates.items():
+            vs = votes_summary(c)
+            counts = (f"{len(vs['committed'])} committed, {len(vs['revealed'])} revealed, {len(vs['outliers'])} "
+                      f"outlier, {len(vs['unrevealed'])} unrevealed, {len(vs['light'])} light, {len(vs['paid'])} paid")
             votes = "<br>".join(f"{_e(_name(st, k))}: {_e(v.body.verdict)}/{_e(v.body.tier)}/{_e(v.body.reason)}"
+                                + (" <span class='outlier'>outlier</span>" if k in vs["outliers"] else "")
                                 for k, v in c.votes.items())
+            imp, lcb = measured(c)
             out.append(f"<tr><td>({x.height}, {x.round})</td><td><code>{_short(hh)}</code></td>"
                        f"<td>{_e(_name(st, c.miner))}</td><td class='{_e(c.status)}'>{_e(c.status)}</td>"
-                       f"<td>{_e(c.reason)}</td><td>{'stored' if c.bundle_sha256 else '&mdash;'}</td>"
-                       f"<td>{votes}</td></tr>")
+                       f"<td>{_e(c.reason)}</td><td>{imp}</td><td>{lcb}</td><td>{c.reward or ''}</td>"
+                       f"<td>{_e(counts)}</td><td>{votes}</td></tr>")
     out.append("</table><h2>Stakes</h2><table id='stakes'><tr><th>name</th><th>role</th><th>key</th><th>stake</th>"
                "</tr>")
     for k, p in st.participants.items():

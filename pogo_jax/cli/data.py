@@ -2,7 +2,8 @@
 
   pogo data pack PATH... --out FILE [--shard-size N] [--eval-fraction F]
                          [--sealed-eval N --keys-out KEYS [--sealed-bytes B]]
-  pogo data seal FILE --out SEALED --sealed-eval N --keys-out KEYS [--sealed-bytes B]
+  pogo data seal [FILE] --out SEALED --sealed-eval N --keys-out KEYS [--sealed-bytes B]
+                                      (no FILE: the embedded standard-library corpus)
   pogo data info [FILE] [--verify]     (no FILE: the embedded standard-library corpus)
 
 A chain judges every round on one sealed shard (PROTOCOL 14): ``--sealed-eval N`` takes N shards of
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="tail fraction reserved for eval/challenge windows (default 0.05)")
     _seal_args(p, required=False)
     s = sub.add_parser("seal", help="a sealed copy of a packed dataset, for a chain")
-    s.add_argument("file", metavar="FILE", help="packed .pogodata file (public, version 1)")
+    s.add_argument("file", nargs="?", default="", metavar="FILE",
+                   help="packed .pogodata file (public, version 1; default: the embedded standard-library corpus)")
     s.add_argument("--out", required=True, metavar="SEALED", help="output .pogodata file")
     _seal_args(s, required=True)
     i = sub.add_parser("info", help="print a dataset's manifest as JSON")
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
             ds = data.pack(args.paths, args.out, shard_size=args.shard_size, eval_fraction=args.eval_fraction,
                            seal_spec=spec)
         else:
-            ds = data.seal_dataset(args.file, args.out, spec)
+            src = args.file or data.load_dataset(DataConfig()).path
+            ds = data.seal_dataset(src, args.out, spec)
         m = ds.manifest
         print(f"{args.data_command}ed {ds.source.removeprefix('packed: ')} ({m['n_skipped']} skipped: binary, "
               f"undecodable or unreadable) -> {ds.path}")

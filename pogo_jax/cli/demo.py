@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     blocks = args.blocks if args.blocks is not None or args.adversary else cfg.demo.blocks
     out = run_demo(cfg, args.config or "small", args.set, args.out, blocks, verifiers, full, args.adversary,
                    timeout=args.timeout)
-    if args.adversary:
-        return 1 if out["adversary"]["attacker_paid"] else 0
+    if args.adversary:  # exit 1 when a cheat was paid (eval-trainer's training is allowed in v3: not a cheat)
+        adv = out["adversary"]
+        return 1 if adv["attacker_paid"] and not adv["expected"]["fair"] else 0
     return 0

@@ -10,6 +10,7 @@ where (docs/adversaries.md explains each row). No jax at import.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -122,7 +123,9 @@ class LossUp(Cheat):
         lay = miner.layout
         prev = _host(theta_prev)
         exps, codes = upd.unpack_leaves(np.asarray(packed), lay.leaf_size, lay.group_size)
-        probe = list(range(min(8, miner.view.context().n_windows)))
+        from pogo_jax.train.data import n_eval_windows
+
+        probe = list(range(min(8, n_eval_windows(miner.ds, miner.cfg.model.seq_len))))
         base = miner.evaluator.loss(prev, miner.ds, probe)
         for shift in (0, 2, 4, 6, 8):
             e = np.clip(exps.astype(np.int16) + shift, upd.E_MIN, upd.E_MAX).astype(np.int8)
@@ -394,6 +397,122 @@ class OneStep(Cheat):
         return miner.block.run_block(miner.ds, 1, on_step).train_losses
 
 
+class EvalTrainer(MinerHooks):
+    """Trains on every byte a miner can read before it commits: the training split, the public held-out split
+    and every sealed shard revealed so far (v2: the evaluation split the chain judged on). Otherwise honest, self
+    check included. v3 judges the round on a shard sealed until the submission window closes, so this buys no
+    edge on the data it is judged on (tests/test_eval_trainer.py measures it over several blocks)."""
+
+    name = "eval-trainer"
+
+    def train(self, miner, steps, on_step):
+        return miner.block.run_block(everything_readable(miner), steps, on_step).train_losses
+
+
+def everything_readable(miner) -> object:  # noqa: ANN001 - a Dataset whose train split is every readable byte
+    """The public stream (train and held-out splits) plus every revealed shard of the round's dataset."""
+    from dataclasses import replace as dc_replace
+
+    ds = miner.ds
+    st = miner.view.state
+    parts = [np.asarray(ds.tokens)]
+    for r in st.history:
+        if r.shard_key is not None and r.data.blob == st.round.data.blob:
+            parts.append(ds.open_shard(r.shard, r.shard_key))
+    tokens = np.concatenate(parts)
+    return dc_replace(ds, tokens=tokens, train_range=(0, int(tokens.shape[0])),
+                      eval_range=(int(tokens.shape[0]), int(tokens.shape[0])))
+
+
+class Partner(MinerHooks):
+    """The liar's partner: an honest but weaker miner (a quarter of the steps), whose block its colluding
+    verifier (``liar-coalition``) vouches for while disputing the honest block. Skips the self check."""
+
+    name = "liar-coalition"
+
+    def train(self, miner, steps, on_step):
+        return miner.block.run_block(miner.ds, max(1, steps // 4), on_step).train_losses
+
+    def self_check(self, miner, improvement, delta):
+        return True
+
+
+class LiarVerifier(VerifierHooks):
+    """A full verifier that measures honestly and then signs L(next) = L(prev) on every window ("no decrease"),
+    to get an honest block rejected (v2: the miner lost half its stake; the liar nothing)."""
+
+    name = "liar-verifier"
+
+    def verdict(self, verifier, ctx, verdict):
+        if verdict.tier != "full" or verdict.losses_prev is None:
+            return verdict
+        return restate(verifier, ctx, verdict, verdict.losses_prev)
+
+
+def restate(verifier, ctx, verdict: Verdict, losses_next) -> Verdict:  # noqa: ANN001
+    """``verdict`` with other L(next) values and the verdict those imply (the chain admits nothing else)."""
+    from pogo_jax.spec.verdict import own_verdict
+
+    r = ctx.rules
+    reported = verifier.view.state.find(ctx.header_hash)[1].reported
+    reason = own_verdict(verdict.losses_prev, losses_next, reported, r.delta, r.lcb_t, r.loss_tolerance)
+    return replace(verdict, losses_next=tuple(float(x) for x in losses_next), reason=reason, accept=reason == "OK",
+                   detail="restated by the liar")
+
+
+class LiarCoalition(VerifierHooks):
+    """Works for a partner miner (the participant named ``adversary-liar-coalition``): says the partner's block
+    gains 0.2 nats more on every window than it does, and that the honest block gains nothing."""
+
+    name = "liar-coalition"
+
+    def verdict(self, verifier, ctx, verdict):
+        if verdict.tier != "full" or verdict.losses_prev is None:
+            return verdict
+        st = verifier.view.state
+        partner = next((k for k, p in st.participants.items() if p.name == "adversary-liar-coalition"), None)
+        if ctx.header.body.miner_key == partner:
+            return restate(verifier, ctx, verdict, [x - 0.2 for x in verdict.losses_next])
+        return restate(verifier, ctx, verdict, verdict.losses_prev)
+
+
+class CopyVerifier(VerifierHooks):
+    """Does not want to measure: commits to a placeholder vote, waits for an honest verifier's revealed numbers
+    and tries to reveal a copy of them instead (v2: a copied vote looked like work). The copy matches no
+    commitment, and the placeholder is never revealed (its verifier_fee is lost)."""
+
+    name = "copy-verifier"
+
+    def __init__(self) -> None:
+        self.tries: list[str] = []
+
+    def verdict(self, verifier, ctx, verdict):
+        if verdict.tier != "full" or verdict.losses_prev is None:
+            return verdict
+        m = len(verdict.losses_prev)
+        return restate(verifier, ctx, replace(verdict, losses_prev=(1.0,) * m), (1.0,) * m)
+
+    def reveal(self, verifier, header_hash, vote):
+        from pogo_jax.spec.attestation import Attestation, read_signed_attestation, sign_attestation
+
+        view = verifier.view
+        view.wait(lambda st: st.find(header_hash) is None or any(
+            v.body.tier == "full" and k != verifier.pub for k, v in st.find(header_hash)[1].votes.items())
+            or st.find(header_hash)[0].finalized_at is not None, 600, what="another verifier's reveal")
+        found = view.state.find(header_hash)
+        other = next((v.body for k, v in found[1].votes.items() if v.body.tier == "full" and k != verifier.pub),
+                     None) if found else None
+        if other is None:
+            return None
+        mine = read_signed_attestation(vote).body
+        copied = Attestation(**{**{f: getattr(mine, f) for f in ("version", "chain_id", "height", "round",
+                                                                    "header_hash", "verifier_key", "evidence")},
+                                "verdict": other.verdict, "tier": "full", "reason": other.reason,
+                                "salt": os.urandom(32), "losses_prev": other.losses_prev,
+                                "losses_next": other.losses_next})
+        return sign_attestation(copied, verifier.key).to_bytes()
+
+
 class FalseFraudClaim(VerifierHooks):
     """A verifier that signs an objective reject (BAD_PROOF) of every bundle, true or not."""
 
@@ -403,12 +522,46 @@ class FalseFraudClaim(VerifierHooks):
         return Verdict(False, "light", "BAD_PROOF", "claimed without checking")
 
 
+class XChainReplay(Cheat):
+    """Replays records from a sister chain with the same name, keys and governance (v2: a header copied from
+    there was equivocation evidence here, the honest miner lost its whole stake, and a governance Register of
+    stake 10^6 was admitted). ``pogo demo`` puts the sister chain's signed records in this adversary's
+    directory (``sister-records.json``: the honest miner's header and a registration, as read from that
+    chain's public log); this miner posts them here and records what happens. It submits no candidate."""
+
+    name = "xchain-replay"
+
+    def train(self, miner, steps, on_step):
+        return []
+
+    def submit(self, miner, made):
+        import json
+
+        from pogo_jax.chain.client import Refused
+
+        recs = json.loads((miner.work / "sister-records.json").read_text())
+        self.codes = {}
+        for what, post in (("header", lambda b: miner.view.client.submit_candidate(b, b"")),
+                           ("header+update", lambda b: miner.view.client.submit_candidate(
+                               b, bytes.fromhex(recs["update"]))),
+                           ("register", miner.view.client.submit_register)):
+            rec = recs["header" if what.startswith("header") else what].encode()
+            try:
+                self.codes[what] = post(rec).get("result", "ACCEPTED")
+            except Refused as e:
+                self.codes[what] = e.code
+        miner.events({"event": "xchain", "codes": self.codes})
+        raise Refused(409, "XCHAIN_REFUSED", f"every record of the sister chain was refused: {self.codes}")
+
+
 ADVERSARIES: dict[str, Callable[..., MinerHooks]] = {c.name: c for c in (
     Tamper, InconsistentUpdate, Lazy, FakeLoss, LossUp, Replay, Swap, WrongLayout, WrongChallenge, Frontrun,
     EpochGrief, LightQuorum, Grind, WithholdUpdate, WithholdBundle, SwapBundle, Stall, EquivocateMiner, LazyReplay,
-    OneStep)}
-VERIFIER_ADVERSARIES: dict[str, Callable[..., VerifierHooks]] = {FalseFraudClaim.name: FalseFraudClaim}
-ALL = [*ADVERSARIES, *VERIFIER_ADVERSARIES]
+    OneStep, EvalTrainer, Partner, XChainReplay)}
+VERIFIER_ADVERSARIES: dict[str, Callable[..., VerifierHooks]] = {c.name: c for c in (
+    FalseFraudClaim, LiarVerifier, LiarCoalition, CopyVerifier)}
+COALITIONS = {"liar-coalition"}  # a miner and a verifier of the same name work together
+ALL = [*dict.fromkeys([*ADVERSARIES, *VERIFIER_ADVERSARIES])]
 
 
 @dataclass(frozen=True)
@@ -421,31 +574,47 @@ class Expected:
     rule: str
     stage: str
     outcome: str
+    fair: bool = False  # allowed behaviour under v3: a reward for verified improvement is no attack success
 
 
 EXPECTED: dict[str, Expected] = {
     "tamper": Expected("light check re-checked by the finalizer", "light", "fraud"),
     "inconsistent-update": Expected("light check re-checked by the finalizer", "light", "fraud"),
-    "lazy": Expected("full tier: no decrease / reported losses", "full", "rejected"),
-    "fake-loss": Expected("full tier: reported losses within the relative tolerance", "full", "rejected"),
-    "loss-up": Expected("full tier: L(next) <= L(prev) - delta", "full", "rejected"),
+    "lazy": Expected("reported means held to the chain's median measurement: false loss slashed", "full",
+                     "false-loss"),
+    "fake-loss": Expected("reported means within the relative tolerance of the chain's: false loss slashed", "full",
+                          "false-loss"),
+    "loss-up": Expected("per-window medians: no decrease; reported means that claim one are slashed", "full",
+                        "false-loss"),
     "replay": Expected("a recorded root_q is a replay: signer slashed", "submit", "evidence"),
     "swap": Expected("light check (audit paths)", "light", "fraud"),
     "wrong-layout": Expected("candidate must commit to the chain's layout", "submit", "refused"),
     "wrong-challenge": Expected("leaves from the round's beacon", "light", "fraud"),
     "frontrun": Expected("updates hidden until the submission window closes; replay slashed", "submit", "evidence"),
     "epoch-grief": Expected("epochs only by the governance key, from the next round", "submit", "refused"),
-    "light-quorum": Expected("light accepts never count; min_full full votes", "finalize", "undecided"),
+    "light-quorum": Expected("light accepts never count; min_full revealed full votes", "finalize", "undecided"),
     "grind": Expected("beacon secret only in the beacon service; one value per round", "light", "fraud"),
     "withhold-update": Expected("data availability at commit (update must hash to root_q)", "submit", "refused"),
     "withhold-bundle": Expected("no bundle by the deadline: withheld, stake cut", "withheld", "withheld"),
     "swap-bundle": Expected("bundles immutable; attestations name the bundle hash", "light", "fraud"),
     "stall": Expected("proof window: the round goes on without it", "withheld", "withheld"),
     "equivocate-miner": Expected("a second header in a round slashes its signer", "submit", "void"),
-    "lazy-replay": Expected("the best verified improvement wins; reward by improvement", "finalize", "valid"),
-    "one-step": Expected("the best verified improvement wins; reward by improvement", "finalize", "valid"),
+    "lazy-replay": Expected("the best verified improvement wins; reward linear in it; a bound under delta pays a fee",
+                            "finalize", "weak"),
+    "one-step": Expected("the best verified improvement wins; reward linear in it; a bound under delta pays a fee",
+                         "finalize", "weak"),
     "false-fraud-claim": Expected("objective claims re-checked; a false one slashes its signer", "finalize",
                                   "confirmed"),
+    "eval-trainer": Expected("evaluation data sealed until the submission window closes: no edge on it",
+                             "finalize", "competes", fair=True),
+    "liar-verifier": Expected("per-window numbers; an outlier among three full votes is slashed and ignored",
+                              "finalize", "confirmed"),
+    "liar-coalition": Expected("outliers slashed; a disputed candidate leaves the round without a winner",
+                               "finalize", "valid"),
+    "copy-verifier": Expected("votes committed before revealed; an unrevealed commitment forfeits its fee",
+                              "finalize", "confirmed"),
+    "xchain-replay": Expected("chain id = genesis hash in every signature: another chain's records are malformed",
+                              "submit", "refused"),
 }
 
 
@@ -459,3 +628,4 @@ def make_verifier_adversary(name: str) -> VerifierHooks:
     if name not in VERIFIER_ADVERSARIES:
         raise UserError(f"unknown verifier adversary {name!r}; choose one of: {', '.join(VERIFIER_ADVERSARIES)}")
     return VERIFIER_ADVERSARIES[name]()
+

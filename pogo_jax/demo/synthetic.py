@@ -87,12 +87,12 @@ class SyntheticBlock:
 
     def context(self, beacon: bytes, k: int, m: int) -> BlockContext:
         h = self.signed.body
-        rules = ChainRules(chain_id=h.chain_id, leaf_size=h.leaf_size, group_size=h.group_size, k_leaves=k,
-                           m_windows=m, loss_tolerance=Fraction(1, 100))
+        rules = ChainRules(leaf_size=h.leaf_size, group_size=h.group_size, k_leaves=k, m_windows=m,
+                           loss_tolerance=Fraction(1, 100))
         manifest = {"eval": [0, self.n_windows * 16 + 1]}
         data = DataRef(h.data_root, b"\0" * 32, b"\0" * 32, manifest)
         return BlockContext(rules, self.layout, 16, h.height, h.round, h.parent_hash, h.root_prev, data,
-                            self.n_windows, beacon, self.signed)
+                            self.n_windows, h.chain_id, beacon, header=self.signed)
 
     def bundle(self, beacon: bytes, k: int, m: int, loss_prev: float = 2.0, loss_next: float = 1.875) -> Bundle:
         """The miner's signed answer to the challenge that ``beacon`` implies (honest prover)."""
@@ -102,9 +102,12 @@ class SyntheticBlock:
         return Bundle(self.signed, beacon, self.layout, ops, ctx.windows, loss_prev, loss_next).signed(self.key)
 
 
+SYNTHETIC_CHAIN = hashlib.sha256(b"pogo synthetic genesis").hexdigest()  # a chain id (a genesis hash) of its own
+
+
 def synthetic_block(n_leaves: int, leaf_size: int = 256, group_size: int = 64, seed: int = 0,
                     tamper: float = 0.0, inconsistent: float = 0.0, n_windows: int = 64,
-                    chain_id: str = "pogo-synthetic") -> SyntheticBlock:
+                    chain_id: str = SYNTHETIC_CHAIN) -> SyntheticBlock:
     """Random flushed theta_prev, random valid update, theta_next = apply(prev, update); then a
     fraction ``tamper`` of theta_next leaves or ``inconsistent`` of update leaves made inconsistent
     (exact counts: ``round(f * n_leaves)``). Roots by the host reference (hashlib)."""
@@ -126,7 +129,7 @@ def synthetic_block(n_leaves: int, leaf_size: int = 256, group_size: int = 64, s
               for tag, a in ((mh.TAG_PARAM, prev), (mh.TAG_PARAM, nxt), (mh.TAG_QUPD, q))]
     key = key_from_seed(hashlib.sha256(b"pogo synthetic miner %d" % seed).digest())
     header = Header(
-        version=2, chain_id=chain_id, height=1, round=1, parent_hash=bytes(32), miner_key=public_bytes(key),
+        version=3, chain_id=chain_id, height=1, round=1, parent_hash=bytes(32), miner_key=public_bytes(key),
         layout_hash=layout.layout_hash(), data_root=hashlib.sha256(b"synthetic data").digest(),
         root_prev=levels[0][-1][0], root_next=levels[1][-1][0], root_q=levels[2][-1][0],
         leaf_size=s, group_size=g, n_leaves=n_leaves, train={"steps": 0, "note": "synthetic"})

@@ -185,7 +185,7 @@ def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray, ciphe
     blob = canonical(manifest)
     if len(blob) > MAX_MANIFEST_BYTES:
         raise UserError(f"dataset manifest is {len(blob)} bytes, above the {MAX_MANIFEST_BYTES} limit")
-    head = _HEADER.pack(MAGIC, DATA_FORMAT_VERSION, len(blob)) + blob
+    head = _HEADER.pack(MAGIC, manifest["version"], len(blob)) + blob
     head += b"\x00" * (_data_offset(len(blob)) - len(head))
     out = out.expanduser()
     _check_out(out)

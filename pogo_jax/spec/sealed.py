@@ -132,14 +132,15 @@ class Sealed:
         return np.frombuffer(plain, dtype=np.uint8)
 
 
-def seal(plains: Sequence[bytes], shard_bytes: int) -> tuple[Sealed, list[bytes], list[bytes]]:
+def seal(plains: Sequence[bytes], shard_bytes: int, rand=os.urandom) -> tuple[Sealed, list[bytes], list[bytes]]:  # noqa: ANN001
     """Encrypt each plaintext (all ``shard_bytes`` long) under a fresh random key: the manifest section,
-    the ciphertexts (tag appended) and the keys, in shard order."""
+    the ciphertexts (tag appended) and the keys, in shard order. ``rand(n)`` gives the key and nonce bytes
+    (``os.urandom``; tests pass a seeded stream to pin golden bytes)."""
     entries, ciphers, keys = [], [], []
     for i, p in enumerate(plains):
         if len(p) != shard_bytes:
             raise ValueError("every sealed shard has shard_bytes bytes")
-        key, nonce = os.urandom(32), os.urandom(NONCE_BYTES)
+        key, nonce = rand(32), rand(NONCE_BYTES)
         c = AES.new(key, AES.MODE_GCM, nonce=nonce)
         c.update(_aad(i))
         ct, tag = c.encrypt_and_digest(bytes(p))
@@ -148,6 +149,21 @@ def seal(plains: Sequence[bytes], shard_bytes: int) -> tuple[Sealed, list[bytes]
         ciphers.append(blob)
         keys.append(key)
     return Sealed(shard_bytes, tuple(entries)), ciphers, keys
+
+
+def seeded_bytes(seed: bytes):  # noqa: ANN201 - callable(n) -> bytes
+    """A deterministic byte stream from ``seed`` (SHA-256 in counter mode), for reproducible test datasets only:
+    whoever knows the seed knows every key, so a real chain never uses it."""
+    counter = [0]
+
+    def rand(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(b"pogo/test-seal/v1" + seed + counter[0].to_bytes(8, "little")).digest()
+            counter[0] += 1
+        return out[:n]
+
+    return rand
 
 
 def windows_of(plain: np.ndarray, indices: Iterable[int], seq_len: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import random
 import secrets
 import sysconfig
 from collections.abc import Iterable, Sequence
@@ -107,6 +108,10 @@ class SealSpec:
     n: int
     shard_bytes: int = DEFAULT_SEALED_BYTES
     keys_out: Path | None = None
+    seed: bytes | None = None  # tests only: positions, keys and nonces from a seed (anyone with it can open them)
+
+    def rand(self):  # noqa: ANN201 - callable(n) -> bytes
+        return os.urandom if self.seed is None else sealed_shards.seeded_bytes(self.seed)
 
     def check(self) -> None:
         if not 1 <= self.n <= MAX_SEALED_SHARDS:
@@ -128,7 +133,8 @@ def carve_sealed(arr: np.ndarray, spec: SealSpec) -> tuple[np.ndarray, list[byte
     if spec.n * 4 > slots:
         raise UserError(f"a stream of {arr.shape[0]} bytes has {slots} slots of {spec.shard_bytes} bytes: too few "
                         f"to seal {spec.n} and keep three quarters public (use fewer or smaller sealed shards)")
-    picked = sorted(secrets.SystemRandom().sample(range(slots), spec.n))
+    draw = secrets.SystemRandom() if spec.seed is None else random.Random(spec.seed)
+    picked = sorted(draw.sample(range(slots), spec.n))
     keep = np.ones(arr.shape[0], dtype=bool)
     plains = []
     for k in picked:
@@ -148,7 +154,7 @@ def _build(tokens: bytes | bytearray | np.ndarray, shard_size: int, eval_fractio
     if seal_spec is not None:
         seal_spec.check()
         arr, plains = carve_sealed(arr, seal_spec)
-        sealed, ciphers, keys = sealed_shards.seal(plains, seal_spec.shard_bytes)
+        sealed, ciphers, keys = sealed_shards.seal(plains, seal_spec.shard_bytes, seal_spec.rand())
     train, ev = split_ranges(arr.shape[0], shard_size, eval_fraction)
     root = compute_data_root(arr, shard_size)
     manifest = make_manifest(arr.shape[0], shard_size, root, train, ev, source, n_files, n_skipped, sealed)
