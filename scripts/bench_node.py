@@ -1,7 +1,7 @@
 """The chain node under load, over loopback: streaming a large update both ways against a raw socket copy of
-the same bytes, the node's memory while it does, attestation latency with 32 concurrent clients, and one
-whole ``small`` block through the node against the same block in-process. Writes
-benchmarks/results/node_cpu.json and node_cpu.md.
+the same bytes, the node's memory while it does, full-vote latency with 32 concurrent clients (each commits
+its votes, then reveals them once the commit window has closed), and one whole ``small`` block through the
+node against the same block in-process. Writes benchmarks/results/node_cpu.json and node_cpu.md.
 
     PYTHONPATH=. python scripts/bench_node.py                # 256 MB update
     PYTHONPATH=. python scripts/bench_node.py --quick        # 32 MB, fewer requests (a smoke run)
@@ -137,7 +137,7 @@ def bench_transfer(tmp: Path, mb: int) -> dict:
 
     q = random_update(lay, rng)
     r = kit.st.round
-    h = Header(version=2, chain_id=kit.chain_id, height=1, round=1, parent_hash=r.parent_hash,
+    h = Header(version=3, chain_id=kit.chain_id, height=1, round=1, parent_hash=r.parent_hash,
                miner_key=public_bytes(kit.miners[0]), layout_hash=lay.layout_hash(), data_root=r.data.data_root,
                root_prev=r.root_prev, root_next=hashlib.sha256(b"not checked at upload").digest(),
                root_q=mh.root(mh.leaf_hashes(mh.TAG_QUPD, q)), leaf_size=lay.leaf_size, group_size=lay.group_size,
@@ -178,14 +178,51 @@ def bench_transfer(tmp: Path, mb: int) -> dict:
             "node_rss_above_idle_MB": max(peak_up, peak_down) - idle}
 
 
+def _post_all(url: str, path: str, bodies: list[list[bytes]]) -> dict:
+    """One thread per client, all released at once, each posting its ``bodies`` in turn to ``path``."""
+    import httpx
+
+    lat: list[float] = []
+    codes: list[int] = []
+    lock = threading.Lock()
+    go = threading.Barrier(len(bodies))
+
+    def client(v: int) -> None:
+        h = httpx.Client(base_url=url, timeout=60)
+        go.wait()
+        for body in bodies[v]:
+            t0 = time.perf_counter()
+            r = h.post(path, content=body, headers={"content-type": "application/json"})
+            dt = time.perf_counter() - t0
+            with lock:
+                lat.append(dt)
+                codes.append(r.status_code)
+
+    ts = [threading.Thread(target=client, args=(v,)) for v in range(len(bodies))]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall = time.perf_counter() - t0
+    if set(codes) != {200}:
+        raise SystemExit(f"bench_node: {path} posts not all admitted: status codes {sorted(set(codes))}")
+    a = np.array(lat) * 1e3
+    return {"clients": len(bodies), "requests": len(lat), "all_200": True, "wall_s": wall,
+            "requests_per_s": len(lat) / wall, "latency_ms_p50": float(np.percentile(a, 50)),
+            "latency_ms_p99": float(np.percentile(a, 99)), "latency_ms_max": float(a.max())}
+
+
 def bench_attest_latency(tmp: Path, n_clients: int = 32, n_candidates: int = 8) -> dict:
-    """``n_clients`` verifier threads each post one attestation per candidate, all at once, to a node process."""
+    """``n_clients`` verifier threads each commit one full vote per candidate, all at once, to a node process;
+    once every commitment is in, the node closes the commit window and they all reveal their votes at once.
+    The top-level figures are the reveals (``POST /v1/attestations``), ``commit`` the commitments."""
     import httpx
     from chainkit import Kit
     from nodekit import Child
 
     kit = Kit(tmp, n_miners=n_candidates, n_verifiers=n_clients, submit_window_ms=1,
-              prove_window_ms=600_000, attest_window_ms=600_000)
+              prove_window_ms=600_000, attest_window_ms=600_000, reveal_window_ms=600_000)
     made = [kit.make(i) for i in range(n_candidates)]
     for m in made:
         kit.submit(m)
@@ -194,42 +231,24 @@ def bench_attest_latency(tmp: Path, n_clients: int = 32, n_candidates: int = 8) 
         kit.chain.submit_bundle(kit.bundle(m, losses=(3.0, 2.0)))
     # Full accepts within the loss tolerance of the miner's reported losses, so every one is admitted: a
     # latency measured on rejections (INCONSISTENT_LOSS) would time the cheap path.
-    bodies = [[kit.attest(v, m, losses=(3.0, 2.0 + 0.001 * i)) for i, m in enumerate(made)] for v in range(n_clients)]
+    votes = [[kit.attest(v, m, losses=(3.0, 2.0 + 0.001 * i)) for i, m in enumerate(made)] for v in range(n_clients)]
+    commits = [[kit.commit(a) for a in row] for row in votes]
     kit.chain.close()
     node = Child("node", "serve", "--dir", str(tmp / "node"), "--port", "0")
-    lat: list[float] = []
-    codes: list[int] = []
-    lock = threading.Lock()
     try:
         url = node.wait_url()
-        go = threading.Barrier(n_clients)
-
-        def client(v: int) -> None:
-            h = httpx.Client(base_url=url, timeout=60)
-            go.wait()
-            for body in bodies[v]:
-                t0 = time.perf_counter()
-                r = h.post("/v1/attestations", content=body, headers={"content-type": "application/json"})
-                dt = time.perf_counter() - t0
-                with lock:
-                    lat.append(dt)
-                    codes.append(r.status_code)
-
-        ts = [threading.Thread(target=client, args=(v,)) for v in range(n_clients)]
-        t0 = time.perf_counter()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        wall = time.perf_counter() - t0
+        commit = _post_all(url, "/v1/commits", commits)
+        end = time.monotonic() + 60  # every verifier committed on every candidate: the commit window closes
+        while httpx.get(url + "/v1/round", timeout=30).json()["phase"] != "reveal":
+            if time.monotonic() > end:
+                raise SystemExit("bench_node: the node did not close the commit window after every commitment")
+            time.sleep(0.05)
+        reveal = _post_all(url, "/v1/attestations", votes)
     finally:
         node.stop()
-    if set(codes) != {200}:
-        raise SystemExit(f"bench_node: attestations not all admitted: status codes {sorted(set(codes))}")
-    a = np.array(lat) * 1e3
-    return {"clients": n_clients, "requests": len(lat), "all_200": True, "wall_s": wall,
-            "requests_per_s": len(lat) / wall, "latency_ms_p50": float(np.percentile(a, 50)),
-            "latency_ms_p99": float(np.percentile(a, 99)), "latency_ms_max": float(a.max())}
+    return {**reveal, "commit": commit,
+            "what": "top level: revealing full votes (POST /v1/attestations, checked against the commitment and "
+                    "the verdict its losses imply); commit: committing them (POST /v1/commits)"}
 
 
 def bench_block_through_node(tmp: Path, config: str, block_steps: int) -> dict:
@@ -247,12 +266,14 @@ def bench_block_through_node(tmp: Path, config: str, block_steps: int) -> dict:
     cfg = bp.bench_config(load_config(config), 64, block_steps)
     out = {}
     for mode in ("in_process", "http"):
-        b = bp.Bench(cfg, tmp / mode)
-        ctx_mgr = serve(b.chain) if mode == "http" else None
+        b = bp.Bench(cfg, tmp / mode)  # on a sealed copy of the config's dataset: b.cfg names it
+        # The bench moves the fake clock and ticks the chain itself in both modes; the node's own ticker would
+        # tick it concurrently (two ticks may both fetch the round's beacon reveal), so it is kept idle here.
+        ctx_mgr = serve(b.chain, tick_every=3600.0) if mode == "http" else None
         url = ctx_mgr.__enter__() if ctx_mgr else None
         try:
             client = NodeClient(url) if url else b.client
-            miner = Miner(client, b.miners[0], tmp / mode / "miner", cfg)
+            miner = Miner(client, b.miners[0], tmp / mode / "miner", b.cfg)
             full = Verifier(client, b.verifiers[0], tmp / mode / "full", "full")
             light = Verifier(client, b.verifiers[1], tmp / mode / "light", "light")
             extra = Verifier(client, b.verifiers[2], tmp / mode / "extra", "full")
@@ -273,25 +294,29 @@ def bench_block_through_node(tmp: Path, config: str, block_steps: int) -> dict:
                 t["prove_publish"] = time.perf_counter() - t0
                 b.chain.tick()
                 t0 = time.perf_counter()
-                for v in (full, light, extra):
+                for v in (full, light, extra):  # full votes are committed, the light one posted
                     v.view.refresh()
                     v.attest(made.hash)
                 t["verify_attest"] = time.perf_counter() - t0
+                b.close_commits()
+                t0 = time.perf_counter()
+                for v in (full, extra):
+                    v.reveal(made.hash)
+                t["reveal"] = time.perf_counter() - t0
                 t["total"] = sum(t.values())
-                b.clock.now += cfg.chain.attest_window_ms
-                b.chain.tick()
+                b.finish()
             out[mode] = t
         finally:
             if ctx_mgr:
                 ctx_mgr.__exit__(None, None, None)
     # Training is the same work in both modes and its time drifts by more than the whole network cost on
     # this host (17 s in one run, 33 s in the next), so the difference is taken over the parts that talk to
-    # the node (submit, prove + publish, verify + attest) and divided by the HTTP block's whole role work.
-    talk = ("submit", "prove_publish", "verify_attest")
+    # the node (submit, prove + publish, verify + attest, reveal) and divided by the HTTP block's whole role work.
+    talk = ("submit", "prove_publish", "verify_attest", "reveal")
     share = sum(out["http"][k] - out["in_process"][k] for k in talk) / out["http"]["total"]
     return {"config": config, "block_steps": block_steps, **out, "network_share_of_block": share,
-            "what": "second block of each mode; the share is the sum over submit, prove_publish and "
-                    "verify_attest of (http - in_process), over the http block's total role work"}
+            "what": "second block of each mode; the share is the sum over submit, prove_publish, "
+                    "verify_attest and reveal of (http - in_process), over the http block's total role work"}
 
 
 def main() -> int:
@@ -328,8 +353,11 @@ def main() -> int:
           f"| download of it | {tr['download']['MBps']:.0f} MB/s ({tr['download']['fraction_of_raw']:.0%} of "
           f"{tr['download']['raw_socket_MBps']:.0f} MB/s) | >= 50% |",
           f"| node memory above idle | {tr['node_rss_above_idle_MB']:.0f} MB | < 64 MB |",
-          f"| attestation POST, {lt['clients']} concurrent clients | p50 {lt['latency_ms_p50']:.1f} ms, "
-          f"p99 {lt['latency_ms_p99']:.1f} ms ({lt['requests_per_s']:.0f} req/s) | |",
+          f"| full-vote commit POST, {lt['commit']['clients']} concurrent clients | p50 "
+          f"{lt['commit']['latency_ms_p50']:.1f} ms, p99 {lt['commit']['latency_ms_p99']:.1f} ms "
+          f"({lt['commit']['requests_per_s']:.0f} req/s) | |",
+          f"| full-vote reveal (attestation) POST, {lt['clients']} concurrent clients | p50 "
+          f"{lt['latency_ms_p50']:.1f} ms, p99 {lt['latency_ms_p99']:.1f} ms ({lt['requests_per_s']:.0f} req/s) | |",
           f"| network's share of a {bl['config']} block's role work | {bl['network_share_of_block']:.1%} | <= 2% |", ""]
     (args.out / f"{name}.md").write_text("\n".join(md))
     print("\n".join(md))

@@ -52,18 +52,30 @@ def main() -> int:
              f"(each: `pogo demo --config {args.config} --adversary NAME` in a fresh directory).", "",
              "| adversary | rule that stops it | caught at | outcome | attacker paid | attacker stake | honest stake |",
              "|---|---|---|---|---|---|---|"]
+    notes = []
     for name in ALL:
         r = done.get(name)
         if r is None or "outcome" not in r:
             continue
         e = EXPECTED[name]
-        lines.append(f"| `{name}` | {e.rule} | {e.stage} | {r['outcome']} | {str(r['attacker_paid']).lower()} | "
-                     f"{r['attacker_stake'][0]} -> {r['attacker_stake'][1]} | "
+        stake = f"{r['attacker_stake'][0]} -> {r['attacker_stake'][1]}"
+        if r.get("verifier_stake") and r.get("partner_stake"):
+            stake = f"partner {stake}; liar {r['verifier_stake'][0]} -> {r['verifier_stake'][1]}"
+        paid = str(r["attacker_paid"]).lower() + (" (allowed)" if e.fair else "")
+        lines.append(f"| `{name}` | {e.rule} | {e.stage} | {r['outcome']} | {paid} | {stake} | "
                      f"{r['honest_stake'][0]} -> {r['honest_stake'][1]} |")
-    (args.out / f"adversaries_{args.config}.md").write_text("\n".join(lines) + "\n")
-    bad = [n for n in names if done.get(n, {}).get("attacker_paid") is not False]
+        if e.fair and r.get("candidates") and r.get("honest_candidates"):
+            a, h = r["candidates"][0], r["honest_candidates"][0]
+            notes.append(f"`{name}`: in its round it measured {a['improvement']} nats ({a['status']}), the honest "
+                         f"miner {h['improvement']} ({h['status']}); tests/test_eval_trainer.py compares them over "
+                         "several rounds.")
+    (args.out / f"adversaries_{args.config}.md").write_text("\n".join(lines + [""] + notes) + "\n")
+    bad = [n for n in names if done.get(n, {}).get("attacker_paid") is not False and not EXPECTED[n].fair]
+    honest_slashed = [n for n in names if "honest_stake" in done.get(n, {})
+                      and done[n]["honest_stake"][1] < done[n]["honest_stake"][0]]
+    print("honest miner lost stake:", honest_slashed or "never")
     print("attacker paid or failed:", bad or "none")
-    return 1 if bad else 0
+    return 1 if bad or honest_slashed else 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_demo_runs_through_the_node_and_continues(tmp_path) -> None:
 
 def test_demo_bad_input_is_one_line() -> None:
     for argv in (["--adversary", "nobody"], ["--verifiers", "2", "--full", "3"], ["--blocks", "-1"],
-                 ["--set", "chain.quorum=7/3"], ["--config", "no-such-config"]):
+                 ["--set", "chain.verifier_fee=0"], ["--config", "no-such-config"]):
         p = pogo("demo", "--out", "/nonexistent/never", *argv, timeout=60)
         assert p.returncode == 2, (argv, p.returncode, p.stderr)
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) <= 2, (argv, p.stderr)

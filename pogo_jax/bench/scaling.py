@@ -10,6 +10,7 @@ signed header, real openings and a real ``verify_light`` on the parsed bundle by
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from typing import Any
@@ -61,7 +62,8 @@ def measure_size(n: int, k: int = 64, repeats: int = 3) -> dict[str, Any]:
     c_q = merkle.commit_leaves(packed, TAG_QUPD, layout)
 
     key = key_from_seed(b"\x07" * 32)
-    header = Header(version=2, chain_id="pogo-scaling", height=1, round=1, parent_hash=bytes(32),
+    chain_id = hashlib.sha256(b"pogo-scaling").hexdigest()  # a chain id is a genesis hash; none exists here
+    header = Header(version=3, chain_id=chain_id, height=1, round=1, parent_hash=bytes(32),
                     miner_key=public_bytes(key), layout_hash=layout.layout_hash(), data_root=bytes(32),
                     root_prev=c_prev.root, root_next=c_next.root, root_q=c_q.root, leaf_size=layout.leaf_size,
                     group_size=layout.group_size, n_leaves=layout.n_leaves, train={})

@@ -2,9 +2,10 @@
 
 Training tokens/s and MFU with PoGO disabled (plain train step) and enabled (a real miner block:
 train + quantize + commit + prove), device leaf-hash GB/s, commit time of the model state, proof
-bytes for k leaves, light and full verification time, the node's finalization of a round with 3
-candidates and 16 verifiers, ``pogo audit``'s time per block, and the roots of a fixed input
-(``bench.roots``) for the cross-backend check in ``pogo report``.
+bytes for k leaves, light and full verification time, consensus v3's per-round costs (``v3``: commit and
+reveal of a full vote, opening the round's sealed shard, per-window against mean losses; defined in
+``bench.protocol``), the node's finalization of a round with 3 candidates and 16 verifiers, ``pogo audit``'s
+time per block, and the roots of a fixed input (``bench.roots``) for the cross-backend check in ``pogo report``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
 
     with tempfile.TemporaryDirectory(prefix="pogo-bench-") as tmp:
         proto = bp.run_protocol(cfg, workdir or tmp, k=k, block_steps=steps, blocks=3,
-                                light_repeats=5 if quick else 20)
+                                light_repeats=5 if quick else 20, eval_repeats=1 if quick else 3)
         fin = bp.bench_finalize(cfg, Path(workdir or tmp) / "finalize", repeats=1 if quick else 3)
     print(f"  finalize 3 candidates x 16 verifiers: {fin['no_claims']['seconds_median'] * 1e3:.0f} ms, "
           f"with objective claims {fin['claims']['seconds_median'] * 1e3:.0f} ms; audit "
@@ -56,6 +57,10 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
     print(f"  block {blk['height']}: train {blk['train_s']:.2f}s, overhead {blk['pogo_overhead_s']:.3f}s "
           f"({blk['pogo_overhead_fraction']:.1%}), light {blk['light_verify_s'] * 1e3:.1f} ms, "
           f"full {blk['full_verify_s']:.3f}s", flush=True)
+    print(f"  v3: commit + reveal {blk['commit_reveal_s'] * 1e3:.1f} ms, open shard "
+          f"{blk['open_shard_s'] * 1e3:.1f} ms, losses per window {blk['window_losses_s']:.3f}s vs one mean "
+          f"{blk['mean_loss_s']:.3f}s: overhead "
+          f"{blk['v3_overhead_s']:.3f}s ({blk['v3_overhead_frac']:.1%} of training)", flush=True)
     tokens = proto["tokens_per_block"]
     enabled_tps = tokens / (blk["train_s"] + blk["pogo_overhead_s"])
     miner_tps = tokens / blk["train_s"]
@@ -115,7 +120,9 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
                                          "prove_loss_s", "write_s", "mine_s", "pogo_overhead_s",
                                          "pogo_overhead_fraction", "full_verify_s", "full_verify_parts_s",
                                          "full_verify_fraction_of_mining", "light_verify_s", "bundle_bytes",
-                                         "update_bytes", "loss_prev", "loss_next", "outcome")},
+                                         "update_bytes", "loss_prev", "loss_next", "outcome",
+                                         "full_verify_check_s", "commit_reveal_s", "open_shard_s",
+                                         "window_losses_s", "mean_loss_s", "v3_overhead_s", "v3_overhead_frac")},
             "pogo_overhead_fraction_at_config_block_steps": bp.overhead_at(blk, proto["block_steps"],
                                                                            cfg.miner.block_steps),
             "model_bytes_fp32": proto["model_bytes_fp32"],
@@ -141,6 +148,7 @@ def run_bench(cfg, command: str, quick: bool = False, k: int = 64, block_steps: 
             "bundle_bytes_measured": blk["bundle_bytes"],
         },
         "chain": {"finalize": fin, "audit": proto["audit"]},
+        "v3": proto["v3"],
         "light_verify_s": blk["light_verify_s"],
         "full_verify_s": blk["full_verify_s"],
         "targets": proto["targets"],

@@ -122,8 +122,8 @@ class BeaconService:
 
     @classmethod
     def create(cls, directory: str | Path, length: int = DEFAULT_LENGTH, secret: bytes | None = None,
-               clock=now_ms) -> BeaconService:
-        """A new beacon: random (or given, for tests) secret, fresh signing key; refuses to overwrite."""
+               clock=now_ms, key=None) -> BeaconService:  # noqa: ANN001
+        """A new beacon: random (or given, for tests) secret, fresh (or given) signing key; refuses to overwrite."""
         d = Path(directory)
         if (d / "beacon.json").exists():
             raise UserError(f"a beacon already exists in {d}")
@@ -135,7 +135,7 @@ class BeaconService:
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
         write_secret_file(d / "secret.key", s.hex().encode() + b"\n")
-        save_private_pem(generate_key(), d / "key.pem")
+        save_private_pem(generate_key() if key is None else key, d / "key.pem")
         meta = {"version": 1, "kind": "hash-chain", "length": length, "anchor": walk(s, length).hex()}
         write_secret_file(d / "beacon.json", json.dumps(meta, sort_keys=True).encode() + b"\n")
         return cls(d, clock)

@@ -109,6 +109,7 @@ class Chain:
         self.cache = StateCache()
         self._last_reveal_error = ""
         self._datasets: dict[bytes, object] = {}
+        self._ticking = threading.Lock()
 
     # ------------------------------------------------------------------------------ lifecycle
     @classmethod
@@ -443,13 +444,16 @@ class Chain:
         return seal(body, self.key).to_bytes()
 
     def tick(self) -> list[str]:
-        """Advance the open round as far as its windows allow; returns the kinds appended."""
+        """Advance the open round as far as its windows allow; returns the kinds appended. Ticks run one at a
+        time (the node's ticker and any caller): a tick asks the beacon and re-checks claims outside the chain
+        lock, and two at once would both try to append the same reveal or finalize."""
         done: list[str] = []
-        for _ in range(8):
-            step = self._tick_once()
-            if step is None:
-                break
-            done.append(step)
+        with self._ticking:
+            for _ in range(8):
+                step = self._tick_once()
+                if step is None:
+                    break
+                done.append(step)
         return done
 
     def _tick_once(self) -> str | None:
