@@ -22,15 +22,14 @@ from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
 from pogo_jax.spec.attestation import Attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle, LeafOpening
-from pogo_jax.spec.records import VoteCommit
-from pogo_jax.spec.verdict import mean, own_verdict
-from pogo_jax.train.data import SealSpec, _build
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
 from pogo_jax.spec.keys import key_from_seed, public_bytes
 from pogo_jax.spec.layout import to_leaves
-from pogo_jax.spec.records import Participant, Register
+from pogo_jax.spec.records import Participant, Register, VoteCommit
 from pogo_jax.spec.rules import ChainRules
+from pogo_jax.spec.verdict import mean, own_verdict
+from pogo_jax.train.data import SealSpec, _build
 
 SHAPES = {"a/w": (40, 100), "b": (300,), "c/k": (7, 64)}
 S, G = 256, 64

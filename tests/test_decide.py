@@ -266,7 +266,7 @@ def test_outliers_need_an_honest_majority(n_liars: int) -> None:
     rng = np.random.default_rng()
     honest = keys(5 - n_liars)
     liars = keys(n_liars)
-    hh, miner = os.urandom(32), os.urandom(32)
+    hh = os.urandom(32)
     lp, ln = block(rng, 0.1)
     votes = [full(v, hh, lp, ln) for v in honest] + [full(v, hh, lp, lp) for v in liars]
     verdict, m, out = measure(votes, RULES)

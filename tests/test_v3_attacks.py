@@ -328,7 +328,7 @@ def test_4_records_from_another_chain_are_refused_and_never_evidence(tmp_path) -
             b.chain.submit_commit(a.commit(va[v]))
     with pytest.raises(Rejected, match="WRONG_CHAIN|BAD_SIGNATURE|UNKNOWN_HEADER"):
         b.chain.submit_bundle(a.bundle(ma))
-    for k, m in ((a, ma), (b, mb)):
+    for k in (a, b):
         if k is b:
             for v in range(3):
                 b.vote(v, mb)
