@@ -123,8 +123,8 @@ def test_attack_2_a_liar_cannot_pick_the_winner_for_a_partner() -> None:
     honest_m, partner = os.urandom(32), os.urandom(32)
     hh_h, hh_p = os.urandom(32), os.urandom(32)
     lp, ln_h = block(rng, 0.12)
-    _, ln_p = block(rng, 0.05)
-    ln_p = lp - (lp - ln_p)  # the partner's block starts from the same state
+    lp2, ln_p2 = block(rng, 0.05)
+    ln_p = lp - (lp2 - ln_p2)  # the partner's weaker gain, from the same state
     inflated = ln_p - 0.2  # the liar says the partner's block gains 0.2 nats more than it does
     stakes = {k: 1000 for k in (a, b, liar, honest_m, partner)}
     for verifiers in ((a, b, liar), (a, liar)):
