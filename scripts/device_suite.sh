@@ -12,7 +12,9 @@
 #               device-to-device copy of the same bytes; commit time of 124M- and 1B-parameter states
 #   3 pytest    pytest -m gpu with POGO_TEST_PLATFORMS=cuda,cpu (the files that carry the gpu marker)
 #   4 gpu_block HOOK: "tiny block mined on the GPU, verified on CPU" (scripts/gpu_block_check.py make, if present)
-#   5 bench     pogo bench --config small -> bench_cuda.json
+#   5 spread    scripts/loss_spread.py --quick --accelerator: per-window losses of CPU-trained states on the
+#               GPU beside the CPU's (the tolerance of the loss verdict, measured across backends)
+#   6 bench     pogo bench --config small -> bench_cuda.json
 # The device image has no network and no pip install -e: a carried wheel directory (.whl/) is installed
 # into /tmp/site first, and everything runs with PYTHONPATH holding the repository root.
 set -u -o pipefail
@@ -42,6 +44,7 @@ if (( DRY )); then
   TRAIN=(--config tiny --steps 2 --warmup 1 --matmul-size 256)
   MERKLE=(--quick --sizes tiny --leaves 256 --repeats 1 --unrolls 4)
   BENCH=(--config tiny --quick)
+  SPREAD=(--quick --draws 500)
 else
   PLATFORM=cuda
   export POGO_TEST_PLATFORMS=cuda,cpu
@@ -49,6 +52,7 @@ else
   TRAIN=(--config gpt2-124m --steps 20 --warmup 3)
   MERKLE=(--sizes 124m,1b --leaves 262144 --repeats 3 --unrolls 4)  # 262144 leaves of 4 KiB = 1 GiB
   BENCH=(--config small)
+  SPREAD=(--quick --accelerator)
 fi
 T0=$SECONDS
 
@@ -105,6 +109,9 @@ else
   printf '%s\t%s\t%s\t%s\t%s\n' gpu_block absent 0 0 "$OUT/gpu_block.json" >>"$STEPS"
 fi
 # ---- end of HOOK ----------------------------------------------------------------------------------
+
+step spread 90 "$OUT/loss_spread/loss_spread_quick.json" \
+  env JAX_PLATFORMS=cpu "$PY" scripts/loss_spread.py "${SPREAD[@]}" --out "$OUT/loss_spread"
 
 BENCH_DIR="$OUT/bench"
 step bench 150 "$OUT/bench_$PLATFORM.json" bash -c '

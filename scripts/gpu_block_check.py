@@ -42,7 +42,8 @@ def make(out_json: Path, platform: str | None) -> dict:
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "pogo_jax.cli", "demo", "--config", "tiny", "--blocks", "1",
                         "--out", str(work / "demo"), "--set", "miner.block_steps=3", "--set", "chain.k_leaves=16",
-                        "--set", "chain.submit_window_ms=1000", "--set", f"data.path={data.path}"],
+                        "--set", "chain.submit_window_ms=1000", "--set", f"data.path={data.path}",
+                        "--set", "demo.sealed_shards=4"],
                        env=env, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - t0
     if p.returncode != 0:
@@ -85,7 +86,7 @@ def verify(tar_path: Path) -> dict:
     from pogo_jax.spec.bundle import Bundle
     from pogo_jax.spec.dataset import read_packed, verify_against
     from pogo_jax.spec.light import verify_light
-    from pogo_jax.train.evaluate import Evaluator
+    from pogo_jax.train.evaluate import Evaluator, mean_loss
 
     with tarfile.open(tar_path) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
@@ -103,8 +104,9 @@ def verify(tar_path: Path) -> dict:
 
     full = verify_full(bundle, ctx, theta, fetch(ctx.update_sha256), ds, Evaluator(chain_config(st.genesis)[0]))
     return {"backend": jax.default_backend(), "light": light.reason, "light_accept": light.accept,
-            "full": full.reason, "full_accept": full.accept, "loss_prev_cpu": full.loss_prev,
-            "loss_next_cpu": full.loss_next, "loss_prev_miner": bundle.loss_prev, "loss_next_miner": bundle.loss_next}
+            "full": full.reason, "full_accept": full.accept, "loss_prev_cpu": mean_loss(full.losses_prev),
+            "loss_next_cpu": mean_loss(full.losses_next), "loss_prev_miner": bundle.loss_prev,
+            "loss_next_miner": bundle.loss_next, "windows": len(full.losses_prev)}
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ The numbers behind ``ChainRules.loss_tolerance``, ``m_windows``, ``delta`` and `
 
     PYTHONPATH=. python scripts/loss_spread.py            # ~5-10 minutes on 2 CPU cores
     PYTHONPATH=. python scripts/loss_spread.py --quick    # tiny only, fewer blocks and variants, < 2 min
+    JAX_PLATFORMS=cpu PYTHONPATH=. python scripts/loss_spread.py --quick --accelerator   # + the GPU (device suite)
 
 Writes benchmarks/results/loss_spread.{json,md,png} (``--out DIR`` to change; ``--quick`` writes
 loss_spread_quick.*).
@@ -86,10 +87,16 @@ def cpu_info() -> dict:
 # ----------------------------------------------------------------------------------------- variants
 
 
-def worker_plan(quick: bool) -> list[dict]:
+def worker_plan(quick: bool, accelerator: bool = False) -> list[dict]:
     """One subprocess per (device count, XLA flags); each evaluates a list of (name, mesh, dtype) jobs.
 
-    The 1-device float32 job of the first worker is the reference."""
+    The 1-device float32 job of the first worker is the reference. CPU workers run with JAX_PLATFORMS=cpu;
+    with ``accelerator`` one more worker evaluates on jax's default backend (a lent GPU or a TPU), so the same
+    CPU-trained states are compared across backends."""
+    if accelerator:
+        return [*worker_plan(quick), {"tag": "accel", "devices": 1, "flags": [], "platform": "default",
+                                      "jobs": [["1dev_accel_f32", [1, 1, 1], "float32"],
+                                               ["1dev_accel_bf16", [1, 1, 1], "bfloat16"]]}]
     isas = host_isas()
     lower = list(isas[:-1])  # the host's best is the default
     plan = [{"tag": "d1", "devices": 1, "flags": [],
@@ -119,7 +126,9 @@ def worker_plan(quick: bool) -> list[dict]:
 
 def run_worker(workdir: Path, spec: dict) -> dict[str, np.ndarray]:
     flags = [f"--xla_force_host_platform_device_count={spec['devices']}", *spec["flags"]]
-    env = dict(os.environ, XLA_FLAGS=" ".join(flags), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=" ".join(flags), PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    if spec.get("platform") == "default":  # the accelerator: jax picks the backend, one device of it
+        env.pop("JAX_PLATFORMS")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(workdir),
                            "--worker-spec", json.dumps(spec)], env=env, cwd=ROOT, capture_output=True, text=True)
@@ -145,7 +154,7 @@ def worker_main(workdir: Path, spec: dict) -> int:
     from pogo_jax.train.model import abstract_model, unflatten_like
     from pogo_jax.train.step import _eval_windows_pure
 
-    if jax.device_count() != spec["devices"]:
+    if spec.get("platform") != "default" and jax.device_count() != spec["devices"]:
         raise SystemExit(f"worker expected {spec['devices']} devices, got {jax.device_count()}")
     meta = json.loads((workdir / "states.json").read_text())
     saved = np.load(workdir / "states.npz")
@@ -289,6 +298,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=20000, help="bootstrap resamples per block")
     ap.add_argument("--margin", type=float, default=10.0, help="safety factor over the worst float32 spread")
     ap.add_argument("--quick", action="store_true", help="tiny only, 3 blocks, 3 workers (< 2 minutes)")
+    ap.add_argument("--accelerator", action="store_true",
+                    help="also evaluate on jax's default backend (GPU/TPU) the states trained on the CPU")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--worker-spec", help=argparse.SUPPRESS)
@@ -318,7 +329,7 @@ def main() -> int:
         per_config[cname] = train_and_measure(cname, nb, sb, m, args.window_seed, saved, rules)
 
     # 1. spread across honest setups, each in a subprocess
-    plan = worker_plan(args.quick)
+    plan = worker_plan(args.quick, args.accelerator)
     log(f"spread: {sum(len(w['jobs']) for w in plan)} variants in {len(plan)} subprocesses")
     evals: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="loss_spread_") as tmp:

@@ -16,6 +16,7 @@ EXPECTED = {
     "merkle": {"leaf_hashing", "copy", "commit", "host", "device_kind", "jax_version", "command"},
     "pytest": {"returncode", "tests", "passed", "failed", "errors", "skipped"},
     "bench": {"schema", "train", "block", "merkle", "roots", "roots_match_host_reference"},
+    "spread": {"spread", "paired", "recommendations", "workers"},
 }
 
 
@@ -28,7 +29,7 @@ def test_device_suite_dry_run_writes_parseable_json(device_suite_dry_run):
     suite = json.loads((out / "suite.json").read_text())
     assert suite["dry_run"] is True and suite["platform"] == "cpu"
     steps = {s["step"]: s for s in suite["steps"]}
-    assert list(steps) == ["train", "merkle", "pytest", "gpu_block", "bench"]
+    assert list(steps) == ["train", "merkle", "pytest", "gpu_block", "spread", "bench"]
     for name, keys in EXPECTED.items():
         assert steps[name]["status"] == "ok", steps[name]
         assert steps[name]["seconds"] < 120, steps[name]  # a dry-run step stays well under its budget

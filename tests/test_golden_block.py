@@ -34,9 +34,9 @@ GOLDEN_VERSIONS = {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax
 # pinned on 2026-12-03 (probe 3161e9c33cee972f) was not available to re-pin: it skips with the dict to add.
 GOLDEN = {
     "136ec658827c756a": {
-        "header": "8ba82bcaf0b8ae071590bff7297629cf5f83ad217b232183a3e348b7a374701c",
+        "header": "a8254d1aa1115fd95ea44da5fa0df71a80f7b55bb0a6f9d3457f870269f2b15a",
         "update": "988b0380208686048fdb1336e041e64414bff45097acc2227ec9c82296ed8904",
-        "bundle": "55e7d194917b0ce19d905c5250a1c9df5fc09b2be2218c71f69b09499ccdcb00",
+        "bundle": "92b75a58fd4879167ec4df1b7e5b37e795e9906bf7eb54f7b53575fcff4cdc07",
     },
 }
 

@@ -10,7 +10,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from chainkit import Kit, keys_of, make_dataset
+from chainkit import Kit, key, keys_of, make_dataset
 
 from pogo_jax.chain.audit import audit
 from pogo_jax.chain.client import LocalClient
@@ -405,3 +405,32 @@ def test_registration_record_names_its_chain(tmp_path) -> None:
     rec = Register(k.chain_id, public_bytes(k.gov), k.st.participants[public_bytes(k.miners[0])])
     assert rec.to_obj()["chain_id"] == k.chain_id == k.st.genesis.chain_id
     assert k.chain_id == hashlib.sha256(canonical(k.st.genesis.to_obj())).hexdigest()
+
+
+def test_an_unsealed_dataset_is_refused_with_the_way_to_seal_it(tmp_path, capsys) -> None:
+    """A v3 chain judges every round on a sealed shard: a public-only dataset is refused for a genesis or an
+    epoch with one line that says how to seal it, and nothing is recorded."""
+    from nodekit import serve
+
+    from pogo_jax.chain.beacon import BeaconService
+    from pogo_jax.cli import main
+    from pogo_jax.config import load_config
+    from pogo_jax.errors import UserError
+    from pogo_jax.roles.governance import create_chain
+    from pogo_jax.spec.keys import save_private_pem
+
+    public = make_dataset(tmp_path / "public.pogodata", sealed=0)
+    cfg = load_config("tiny", [f"data.path={public}"])
+    beacon = BeaconService.create(tmp_path / "beacon", length=4)
+    with pytest.raises(UserError, match="no sealed evaluation shards.*pogo data seal"):
+        create_chain(tmp_path / "node", cfg, key("g"), key("n"), beacon.info(), [])
+    assert not (tmp_path / "node" / "ledger.sqlite").exists()
+    k = Kit(tmp_path / "k")
+    save_private_pem(k.gov, tmp_path / "gov.pem")
+    with serve(k.chain) as url:
+        seq = k.st.seq
+        capsys.readouterr()
+        assert main(["govern", "epoch", "--node", url, "--key", str(tmp_path / "gov.pem"), "--data", str(public)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "pogo data seal" in err and "Traceback" not in err, err
+        assert k.st.seq == seq and not k.st.epochs

@@ -62,7 +62,7 @@ from pogo_jax.spec.verdict import own_verdict
 MAX_SKEW_MS = 5_000  # how far the beacon's clock may trail the node's signed close time
 BARRING = {"EQUIVOCATION", "REPLAYED_UPDATE", "FRAUD_CONFIRMED", "FALSE_CLAIM"}  # provable faults: barred for good
 
-PHASES = ("waiting", "submit", "beacon", "proof", "commit", "reveal")
+PHASES = ("waiting", "submit", "beacon", "proof", "commit", "reveal", "void", "closed")
 SEALED_OK = "OK"  # the node's annotation of a reveal whose shard opened to the committed plaintext
 SEALED_FAILURES = ("NO_KEY", "WRONG_KEY", "BAD_SHARD", "NO_BEACON")  # the round closes empty, nobody slashed
 
@@ -296,6 +296,8 @@ class ChainState:
             raise MalformedInput(f"log entry {entry.seq}: time goes backwards")
         if (self.genesis is None) != (entry.kind == "genesis"):
             raise MalformedInput("the log starts with the genesis record and has only one")
+        if entry.extra and entry.kind not in ("candidate", "reveal"):
+            raise MalformedInput(f"log entry {entry.seq}: a {entry.kind} entry carries no node annotation")
         handler = getattr(self, f"_apply_{entry.kind}")
         result = handler(entry)
         self.seq, self.last_hash, self.last_at = entry.seq + 1, entry.hash, entry.at

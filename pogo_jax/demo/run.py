@@ -149,7 +149,7 @@ class Demo:
             f.unlink(missing_ok=True)
         d.governance.mkdir(parents=True, exist_ok=True)
         m, seq = self.cfg.chain.m_windows, self.cfg.model.seq_len
-        size = max(65536, m * seq + 1)
+        size = m * seq + 1  # exactly the round's windows
         self.console.print(f"sealing {n} evaluation shards of {size} bytes (one per round; keys for the beacon only)")
         seal_dataset(load_dataset(self.cfg.data).path, d.sealed, SealSpec(n, size, d.eval_keys))
 

@@ -10,7 +10,8 @@ One file, one writer (``Bundle.to_bytes``) and one reader (``Bundle.from_bytes``
     28+J       D bytes   for each opening in order: theta_prev leaf (4*S bytes), theta_next leaf
                          (4*S bytes), update leaf (S/G + S/2 bytes); D must equal k * (8*S + S/G + S/2)
     28+J+D     64 bytes  Ed25519 signature of the miner (the header's miner_key) over
-                         b"pogo/bundle/v1" || 0x00 || SHA-256(every byte before the signature)
+                         b"pogo/bundle/v1" || 0x00 || chain id (32 bytes, the header's) ||
+                         SHA-256(every byte before the signature)
     end                  nothing may follow
 
 The metadata carries the signed header, the round's beacon value, the layout manifest, the opened

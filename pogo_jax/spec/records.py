@@ -35,7 +35,7 @@ from pogo_jax.spec.layout import Layout
 from pogo_jax.spec.rules import ChainRules, check_name
 from pogo_jax.spec.sealed import MAX_SEALED_SHARDS
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # v3 consensus: chain ids are genesis hashes; Close and Reveal name the sealed shard
 MAX_RECORD_BYTES = 1 << 20
 MAX_PARTICIPANTS = 4096
 # Candidates one round admits (the first ones recorded): a submit Close lists them all, and must stay well

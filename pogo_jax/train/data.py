@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pogo_jax.config import DataConfig
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
-DEFAULT_SEALED_BYTES = 65536  # a sealed shard: 508 windows of 128 tokens (small), 1023 of 64 (tiny)
+DEFAULT_SEALED_BYTES = 65536  # a sealed shard: 511 windows of 128 tokens (small), 1023 of 64 (tiny)
 Range = tuple[int, int]  # [start, end) byte offsets
 
 log = logging.getLogger(__name__)
