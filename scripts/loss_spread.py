@@ -358,17 +358,25 @@ def main() -> int:
             f"identical {100 * spread[v]['identical_fraction']:.0f}%")
 
     # 3. false-invalid rate at 2 delta
-    sqrt_m = math.sqrt(m)
-    cv_max = sqrt_m / (2 * (t_crit + 3.090232306167813))  # Phi^-1(0.999)
-    log(f"P(weak) at 2*delta by {draws} resamples of {m} windows (target <= 0.001: CV <= {cv_max:.2f})")
+    # each config's own chain rules: its m_windows windows are resampled from the m measured ones
+    from pogo_jax.config import load_config
+
+    cv_maxes = {}
     for cname in configs:
+        crules = load_config(cname).chain
+        mc, delta, t_crit = crules.m_windows, float(crules.delta), float(crules.lcb_t)
+        sqrt_m = math.sqrt(mc)
+        cv_maxes[cname] = cv_max = sqrt_m / (2 * (t_crit + 3.090232306167813))  # Phi^-1(0.999)
+        per_config[cname]["chain"] = {"m_windows": mc, "delta": str(crules.delta), "lcb_t": str(crules.lcb_t)}
+        log(f"{cname}: P(weak) at 2*delta by {draws} resamples of its m_windows = {mc} windows (target <= 0.001: "
+            f"CV <= {cv_max:.2f})")
         for i, blk in enumerate(per_config[cname]["blocks"]):
             d = np.asarray(blk["d_w"])
             if i == 0 or blk["mean_d"] <= 0:
                 blk["p_weak_2delta"] = None
                 continue
             scaled = d * (2 * delta / d.mean())
-            p, up = p_weak_resampled(scaled, delta, t_crit, m, draws, seed=1000 + i)
+            p, up = p_weak_resampled(scaled, delta, t_crit, mc, draws, seed=1000 + i)
             blk["p_weak_2delta"] = {"resampled": p, "resampled_upper95": up, "draws": draws,
                                     "normal": normal_cdf(t_crit - sqrt_m / (2 * blk["cv"])),
                                     "sd_scaled": float(scaled.std(ddof=1))}
@@ -378,7 +386,7 @@ def main() -> int:
             msg = ""
             if blk["mean_d"] <= 4 * delta:
                 shifted = d - d.mean() + 2 * delta
-                ps, ups = p_weak_resampled(shifted, delta, t_crit, m, draws, seed=2000 + i)
+                ps, ups = p_weak_resampled(shifted, delta, t_crit, mc, draws, seed=2000 + i)
                 cv_s = float(shifted.std(ddof=1)) / (2 * delta)
                 blk["p_weak_2delta_shifted"] = {"resampled": ps, "resampled_upper95": ups, "draws": draws,
                                                 "cv": cv_s, "normal": normal_cdf(t_crit - sqrt_m / (2 * cv_s))}
@@ -405,7 +413,7 @@ def main() -> int:
         "default_covers": default_tol >= worst, "default_margin_over_worst": default_tol / worst if worst else None,
         "bf16_max_rel": bf_worst, "bf16_over_default_tolerance": bf_worst / default_tol,
         "default_tolerance_nats_at_median_loss": default_tol * max(losses_ref),
-        "delta": float(rules.delta), "cv_max_for_p_weak_0.001": cv_max,
+        "delta": float(rules.delta), "cv_max_for_p_weak_0.001": cv_maxes,
         "max_p_weak_2delta": max(p_all) if p_all else None,
         "p_weak_target_met": bool(p_all) and max(p_all) <= 1e-3,
         "max_cv": max((b["cv"] for _, b in later), default=None),
@@ -475,9 +483,11 @@ def markdown(out: dict) -> str:
         "",
         f"d_w = L_prev(w) - L_next(w); LCB = mean - t sd / sqrt(m) with the chain defaults (delta "
         f"{out['chain_defaults']['delta']}, t {out['chain_defaults']['lcb_t']}). P(weak at 2 delta): d_w scaled to "
-        f"mean 2 delta, m windows resampled with replacement; normal approximation Phi(t - sqrt(m) / (2 CV)); "
-        f"'shifted' (blocks with mean <= 4 delta only): d_w - mean + 2 delta instead (sd kept, pessimistic). "
-        f"Target <= 0.001, i.e. CV <= {r['cv_max_for_p_weak_0.001']:.2f}.",
+        f"mean 2 delta, the config's m_windows windows resampled with replacement from the {out['m']} measured; "
+        f"normal approximation Phi(t - sqrt(m) / (2 CV)); 'shifted' (blocks with mean <= 4 delta only): d_w - mean "
+        f"+ 2 delta instead (sd kept, pessimistic). Target <= 0.001, i.e. CV <= "
+        + ", ".join(f"{v:.2f} ({c}, m = {out['paired'][c]['chain']['m_windows']})"
+                    for c, v in r["cv_max_for_p_weak_0.001"].items()) + ".",
         "",
         "| config | block | loss prev -> next | mean d | sd d | CV | LCB | valid | P(weak, 2 delta) resampled "
         "| normal | shifted: CV, resampled |",

@@ -346,33 +346,24 @@ class Chain:
         per = 8 * lay.leaf_size + upd.update_leaf_bytes(lay.leaf_size, lay.group_size) + 3 * 66 * 64 + 256
         return min(k, lay.n_leaves) * per + (4 << 20)
 
-    def submit_attestation(self, data: bytes) -> Accepted:
-        signed = read_signed_attestation(data)
+    def _submit_record(self, kind: str, signed: Signed, data: bytes) -> Accepted:
+        """Append one small signed record (already parsed from ``data``), or return the entry it duplicates."""
         with self.lock:
-            dup = self._duplicate(signed.hash, "attestation")
+            dup = self._duplicate(signed.hash, kind)
             if dup is not None:
                 return dup
-            acc = self._append("attestation", data)
-        return Accepted(acc.seq, "attestation", acc.result, signed.hash.hex())
+            acc = self._append(kind, data)
+        return Accepted(acc.seq, kind, acc.result, signed.hash.hex())
+
+    def submit_attestation(self, data: bytes) -> Accepted:
+        return self._submit_record("attestation", read_signed_attestation(data), data)
 
     def submit_commit(self, data: bytes) -> Accepted:
         """A full verifier's signed commitment to the vote it will reveal (PROTOCOL 16)."""
-        signed = read_record(data, "commit")
-        with self.lock:
-            dup = self._duplicate(signed.hash, "commit")
-            if dup is not None:
-                return dup
-            acc = self._append("commit", data)
-        return Accepted(acc.seq, "commit", acc.result, signed.hash.hex())
+        return self._submit_record("commit", read_record(data, "commit"), data)
 
     def submit_register(self, data: bytes) -> Accepted:
-        signed = read_record(data, "register")
-        with self.lock:
-            dup = self._duplicate(signed.hash, "register")
-            if dup is not None:
-                return dup
-            acc = self._append("register", data)
-        return Accepted(acc.seq, "register", acc.result, signed.hash.hex())
+        return self._submit_record("register", read_record(data, "register"), data)
 
     def submit_epoch(self, data: bytes, dataset: Iterable[bytes], state: Iterable[bytes] | None) -> Accepted:
         """A governance-signed epoch with its dataset (and initial state), streamed."""
