@@ -58,3 +58,18 @@ def test_the_light_path_imports_no_jax() -> None:
             "assert 'jax' not in sys.modules, 'jax imported'\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_sigterm_stops_the_demo_like_ctrl_c() -> None:
+    """``timeout``, systemd and CI runners stop a process with SIGTERM: inside the demo it raises the same
+    KeyboardInterrupt as Ctrl-C, whose handler stops every child process, and the old handler comes back."""
+    import signal
+    import time
+
+    from pogo_jax.demo.run import _terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -86,7 +86,7 @@ def show(console: Console, rep: dict, adversary: dict | None) -> None:
     t = Table(title=f"chain '{rep['name']}' {rep['chain_id'][:12]}: confirmed height {rep['tip_height']} "
                     f"({rep['wall_seconds']:.0f} s)", title_justify="left",
               caption="gain: median improvement (nats/byte), bound: its lower confidence bound; votes: c committed, "
-                      "r revealed, o outliers, l light", caption_justify="left")
+                      "r revealed, o outliers, l light, p verifiers paid", caption_justify="left")
     for col in ("round", "miner", "status", "loss", "gain", "bound", "reward", "votes"):
         t.add_column(col, overflow="fold")
     for r in rep["rounds"][-12:]:
@@ -99,7 +99,8 @@ def show(console: Console, rep: dict, adversary: dict | None) -> None:
             lcb = "" if c["lower_bound"] is None else f"{c['lower_bound']:.3f}"
             v = c["votes"]
             t.add_row(f"{r['height']}.{r['round']}", c["miner"], c["status"], loss, imp, lcb, str(c["reward"]),
-                      f"{len(v['committed'])}c {len(v['revealed'])}r {len(v['outliers'])}o {len(v['light'])}l")
+                      f"{len(v['committed'])}c {len(v['revealed'])}r {len(v['outliers'])}o {len(v['light'])}l "
+                      f"{len(v['paid'])}p")
     console.print(t)
     if adversary is not None:
         a = Table(title=f"adversary '{adversary['adversary']}'", title_justify="left", show_header=False)
