@@ -207,7 +207,8 @@ def test_6_token_work_is_not_paid_in_full(kit: Kit) -> None:
     assert r.winner == real.hash and r.candidates[real.hash].reward == 50
     assert r.candidates[token.hash].status == "valid" and r.candidates[token.hash].reward == 0
     assert r.candidates[lazy.hash].status == "weak"
-    assert (k2.stake(k2.miners[1]), k2.stake(k2.miners[2])) == (1000, 1000 - k2.rules.candidate_fee)
+    assert (k2.stake(k2.miners[1]), k2.stake(k2.miners[2])) == (1000, 1000 - k2.rules.candidate_fee
+                                                                 - 3 * k2.rules.verifier_reward)
     # alone, a token improvement is paid in proportion: floor(100 * (2.5 - 2.47)) = 2 (v2 paid it the cap)
     k3 = Kit(kit.tmp / "k3")
     token = k3.make(0)
@@ -394,7 +395,8 @@ def test_round_with_two_honest_and_one_lazy_confirms_the_best_and_pays_only_it(t
         votes[(2, v)] = ("reject", "full", "LOSS_NOT_DECREASED", (3.0, 3.0))
     k.run_round([a, b, lazy], votes)
     s = stakes(k)
-    fee, pay = k.rules.candidate_fee, 3 * k.rules.verifier_reward  # each verifier: one vote on each candidate
+    pay = 3 * k.rules.verifier_reward  # each verifier: one vote on each candidate
+    fee = k.rules.candidate_fee + pay  # the weak candidate pays its fee and its three votes
     assert winner_of_last_round(k).hash == a.hash and s == {"miner0": 1040, "miner1": 1000, "miner2": 1000 - fee,
                                                             "verifier0": 1000 + pay, "verifier1": 1000 + pay,
                                                             "verifier2": 1000 + pay}

@@ -151,8 +151,11 @@ def test_attack_3_a_weak_block_forfeits_a_fee_not_half_its_stake() -> None:
     lp, ln = block(rng, 0.005)  # well under delta = 0.02
     d = decide([ballot(hh, miner, [full(v, hh, lp, ln) for v in vs], lp, ln)], {k: 1000 for k in [*vs, miner]},
                set(vs), RULES, {}, budget_left=1000)
-    assert d.status[hh] == "weak" and (miner, -1, "WEAK_BLOCK", hh) in d.stake_changes
-    assert sorted(d.paid[hh]) == sorted(vs)  # the verifiers did the work: paid
+    # the verifiers did the work and are paid; the weak candidate pays the fee and their pay, so a miner and
+    # verifiers that submit and measure junk together gain nothing from issuance
+    assert sorted(d.paid[hh]) == sorted(vs)
+    assert d.status[hh] == "weak" and (miner, -(1 + 2 * RULES.verifier_reward), "WEAK_BLOCK", hh) in d.stake_changes
+    assert sum(x for _, x, _, _ in d.stake_changes) == -RULES.candidate_fee
 
 
 def test_reported_means_that_disagree_with_the_chain_are_slashed() -> None:

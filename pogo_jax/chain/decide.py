@@ -17,7 +17,8 @@ records, never what some process claims. In order:
    losses): otherwise it lied about its numbers (*false-loss*, ``loss_slash_fraction``).
 5. With ``d_w`` the median of the votes' paired differences, the candidate is *valid* when the lower
    confidence bound of their mean reaches ``delta`` (spec/verdict.py); else *weak*: it forfeits
-   ``candidate_fee``, never half its stake.
+   ``candidate_fee`` plus the pay of the votes it took (so a miner and verifiers submitting and measuring
+   junk candidates together mint nothing), never half its stake.
 6. If every judged candidate of the round was decided, the valid one with the greatest mean improvement
    wins (ties: the earlier) and is paid ``floor(reward_per_nat * improvement)`` from what is left of
    the epoch's budget. An undecided candidate leaves the round without a winner, so that no verifier
@@ -189,8 +190,8 @@ def decide(ballots: Sequence[Ballot], stakes: Mapping[bytes, int], verifiers: se
                                       and within(rules.loss_tolerance, b.reported[1], m.next_mean)):
             slash(b.miner, rules.loss_slash_fraction, "FALSE_LOSS", hh)
             d.status[hh], d.reason[hh] = "false-loss", "REPORTED_LOSS_MISMATCH"
-        elif not m.bound.ok:
-            forfeit(b.miner, rules.candidate_fee, "WEAK_BLOCK", hh)
+        elif not m.bound.ok:  # the fee, and the pay of the votes it took: junk candidates mint nothing
+            forfeit(b.miner, rules.candidate_fee + rules.verifier_reward * len(d.paid[hh]), "WEAK_BLOCK", hh)
             d.status[hh], d.reason[hh] = "weak", "BOUND_UNDER_DELTA"
         else:
             d.status[hh], d.reason[hh] = "valid", "BOUND_REACHES_DELTA"

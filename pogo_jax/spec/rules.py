@@ -68,7 +68,7 @@ class ChainRules:
     reward_per_nat: Fraction = Fraction(100)  # a winner's reward: floor(reward_per_nat * improvement)
     verifier_reward: int = 1  # per counted, non-outlier full vote on a decided candidate
     verifier_fee: int = 2  # forfeited by a full vote committed and never revealed (>= verifier_reward)
-    candidate_fee: int = 1  # forfeited by a candidate judged weak (its bound under delta)
+    candidate_fee: int = 1  # forfeited by a candidate judged weak (its bound under delta), with its votes' pay
     slash_fraction: Fraction = Fraction(1)  # fraud, equivocation, replay, false objective claims
     withhold_fraction: Fraction = Fraction(1, 10)  # a candidate with no bundle by the deadline
     loss_slash_fraction: Fraction = Fraction(1, 2)  # reported mean losses beyond tolerance of the chain's
