@@ -329,14 +329,15 @@ class RoleChain:
     keys: dict
 
 
-def sealed_corpus(out_dir: Path, n: int = 64, shard_bytes: int = 1 << 16) -> Path:
-    """The embedded corpus with ``n`` sealed evaluation shards (keys beside it, see ``keys_of``)."""
+def sealed_corpus(out_dir: Path, n: int = 64, shard_bytes: int = 1 << 16, seed: bytes = b"chainkit corpus") -> Path:
+    """The embedded corpus with ``n`` sealed evaluation shards (keys beside it, see ``keys_of``), drawn from
+    ``seed`` so a test sees the same shards every run."""
     from pogo_jax.config import DataConfig
     from pogo_jax.train.data import load_dataset, seal_dataset
 
     out = Path(out_dir) / "stdlib-sealed.pogodata"
     if not out.is_file():
-        seal_dataset(load_dataset(DataConfig()).path, out, SealSpec(n, shard_bytes, keys_of(out)))
+        seal_dataset(load_dataset(DataConfig()).path, out, SealSpec(n, shard_bytes, keys_of(out), seed=seed))
     return out
 
 

@@ -398,10 +398,10 @@ class OneStep(Cheat):
 
 
 class EvalTrainer(MinerHooks):
-    """Trains on every byte a miner can read before it commits: the training split, the public held-out split
-    and every sealed shard revealed so far (v2: the evaluation split the chain judged on). Otherwise honest, self
-    check included. v3 judges the round on a shard sealed until the submission window closes, so this buys no
-    edge on the data it is judged on (tests/test_eval_trainer.py measures it over several blocks)."""
+    """Trains on the evaluation data of every earlier round as well: the training split and every sealed shard
+    revealed so far (v2: the public evaluation split the chain judged on). Otherwise honest, self check
+    included. v3 judges the round on a shard sealed until the submission window closes, so this buys no edge on
+    the data it is judged on (tests/test_eval_trainer.py measures it over several blocks)."""
 
     name = "eval-trainer"
 
@@ -409,13 +409,15 @@ class EvalTrainer(MinerHooks):
         return miner.block.run_block(everything_readable(miner), steps, on_step).train_losses
 
 
-def everything_readable(miner) -> object:  # noqa: ANN001 - a Dataset whose train split is every readable byte
-    """The public stream (train and held-out splits) plus every revealed shard of the round's dataset."""
+def everything_readable(miner) -> object:  # noqa: ANN001 - a Dataset whose train split is every such byte
+    """The training split plus every revealed shard of the round's dataset (the public held-out split stays the
+    miner's own self-check data, as for the honest miner)."""
     from dataclasses import replace as dc_replace
 
     ds = miner.ds
     st = miner.view.state
-    parts = [np.asarray(ds.tokens)]
+    lo, hi = ds.train_range
+    parts = [np.asarray(ds.tokens[lo:hi])]
     for r in st.history:
         if r.shard_key is not None and r.data.blob == st.round.data.blob:
             parts.append(ds.open_shard(r.shard, r.shard_key))
