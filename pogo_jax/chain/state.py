@@ -32,7 +32,7 @@ from pogo_jax.chain.log import GENESIS_PREV, Entry
 from pogo_jax.errors import MalformedInput, Rejected
 from pogo_jax.spec.attestation import Attestation, read_signed_attestation
 from pogo_jax.spec.context import BlockContext
-from pogo_jax.spec.dataset import chain_windows, check_chain_dataset, sealed_of
+from pogo_jax.spec.dataset import check_chain_dataset
 from pogo_jax.spec.encoding import (
     canonical,
     exact_keys,
@@ -267,7 +267,7 @@ class ChainState:
             r, c = found
         ctx = BlockContext(rules=self.rules, layout=self.genesis.layout, seq_len=self.seq_len(), height=r.height,
                            round=r.round, parent_hash=r.parent_hash, root_prev=r.root_prev, data=r.data,
-                           n_windows=chain_windows(r.data.manifest, self.seq_len()), beacon=r.beacon,
+                           n_windows=r.data.sealed.n_windows(self.seq_len()), beacon=r.beacon,
                            chain_id=self.genesis.chain_id, shard=r.shard, shard_key=r.shard_key)
         return ctx if c is None else ctx.for_candidate(c.header, c.update_sha256, c.bundle_sha256)
 
@@ -340,7 +340,7 @@ class ChainState:
                 root_prev = ep.state.root
         self.pending_epochs = []
         used = self.shards_used.get(self.data.manifest_hash, 0)
-        shard = used if used < sealed_of(self.data.manifest).n else None
+        shard = used if used < self.data.sealed.n else None
         self.round = Round(height, attempt, at, self.tip_hash, root_prev, self.data, shard)
 
     def _apply_genesis(self, entry: Entry) -> str:
@@ -537,7 +537,7 @@ class ChainState:
             raise Rejected("BAD_REVEAL", "value is not the next link of the beacon's hash chain")
         if (v.data, v.shard) != (r.data.manifest_hash, r.shard):
             raise Rejected("BAD_REVEAL", "the reveal releases another dataset's or another round's shard")
-        entry_shard = sealed_of(r.data.manifest).shards[r.shard]
+        entry_shard = r.data.sealed.shards[r.shard]
         if v.shard_key is None:
             sealed = "NO_KEY"
         elif key_hash(v.shard_key) != entry_shard.key_hash:
@@ -672,7 +672,7 @@ class ChainState:
         round; one L(prev) per window per verifier across the round's candidates (they all start from the
         same state on the same windows); and the verdict its own numbers imply (spec.verdict), so that an
         accept or a reject is never a word without data behind it."""
-        m = min(self.rules.m_windows, chain_windows(r.data.manifest, self.seq_len()))
+        m = min(self.rules.m_windows, r.data.sealed.n_windows(self.seq_len()))
         if len(a.losses_prev) != m:
             raise Rejected("INCONSISTENT_LOSS", f"a full vote carries {len(a.losses_prev)} windows, the round has {m}")
         prior = r.loss_prev.get(a.verifier_key)
@@ -792,7 +792,7 @@ def sealed_annotation(st: ChainState, v, dataset) -> dict:  # noqa: ANN001 - Rev
     r = st.round
     if v.shard_key is None or r.shard is None or v.shard != r.shard or v.data != r.data.manifest_hash:
         return {}
-    if key_hash(v.shard_key) != sealed_of(r.data.manifest).shards[r.shard].key_hash:
+    if key_hash(v.shard_key) != r.data.sealed.shards[r.shard].key_hash:
         return {}
     try:
         dataset(r.data).open_shard(r.shard, v.shard_key)

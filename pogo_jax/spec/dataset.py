@@ -329,15 +329,6 @@ def manifest_hash(manifest: dict) -> bytes:
     return hashlib.sha256(canonical(manifest)).digest()
 
 
-def n_windows_of(manifest: dict, seq_len: int) -> int:
-    """Challenge windows the recorded manifest implies: window i covers [eval_start + i*seq_len, ... + seq_len + 1).
-    The chain derives the count from the manifest it recorded, never from a number a miner sends."""
-    if seq_len <= 0:
-        raise ValueError("seq_len must be positive")
-    lo, hi = manifest["eval"]
-    return (hi - lo - 1) // seq_len if hi - lo >= seq_len + 1 else 0
-
-
 def verify_against(ds: Dataset, data_root: bytes, expected_manifest_hash: bytes, what: str) -> None:
     """Recompute the file's data_root and manifest hash and compare them with the recorded ones."""
     if ds.manifest_hash != expected_manifest_hash:
@@ -353,12 +344,6 @@ def verify_against(ds: Dataset, data_root: bytes, expected_manifest_hash: bytes,
 def sealed_of(manifest: dict) -> Sealed | None:
     """The manifest's sealed shards (None for a version 1, public-only dataset)."""
     return Sealed.from_obj(manifest["sealed"], "sealed") if "sealed" in manifest else None
-
-
-def chain_windows(manifest: dict, seq_len: int) -> int:
-    """Evaluation windows a round of a v3 chain draws from: those one sealed shard holds (0 if unsealed)."""
-    s = sealed_of(manifest)
-    return 0 if s is None else s.n_windows(seq_len)
 
 
 def check_chain_dataset(manifest: dict, seq_len: int, m_windows: int, what: str) -> None:

@@ -27,13 +27,13 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from pogo_jax.errors import MalformedInput
-from pogo_jax.spec.dataset import manifest_hash, parse_manifest
+from pogo_jax.spec.dataset import manifest_hash, parse_manifest, sealed_of
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes
 from pogo_jax.spec.envelope import Signed
 from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
 from pogo_jax.spec.layout import Layout
 from pogo_jax.spec.rules import ChainRules, check_name
-from pogo_jax.spec.sealed import MAX_SEALED_SHARDS
+from pogo_jax.spec.sealed import MAX_SEALED_SHARDS, Sealed
 
 RECORD_VERSION = 2  # v3 consensus: chain ids are genesis hashes; Close and Reveal name the sealed shard
 MAX_RECORD_BYTES = 1 << 20
@@ -96,6 +96,11 @@ class DataRef:
     manifest_hash: bytes
     blob: bytes  # SHA-256 of the packed file's bytes
     manifest: dict
+
+    @cached_property
+    def sealed(self) -> Sealed | None:
+        """The manifest's sealed evaluation shards, parsed once (None for a public-only dataset)."""
+        return sealed_of(self.manifest)
 
     def to_obj(self) -> dict:
         return {"data_root": self.data_root.hex(), "manifest_hash": self.manifest_hash.hex(),
