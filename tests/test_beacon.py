@@ -10,7 +10,9 @@ import pytest
 from chainkit import FakeClock, key
 
 from pogo_jax.chain.beacon import BeaconService, verify_index, verify_next
+from pogo_jax.chain.log import GENESIS_PREV, Entry
 from pogo_jax.errors import MalformedInput, Rejected, UserError
+from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.keys import public_bytes
 from pogo_jax.spec.records import Close
@@ -20,15 +22,42 @@ def H(x: bytes) -> bytes:
     return hashlib.sha256(b"pogo/beacon/v1" + x).digest()
 
 
-CHAIN = hashlib.sha256(b"beacon test genesis").hexdigest()
+GENESIS = {"body": {"name": "beacon test genesis"}, "kind": "genesis", "signature": "00" * 64}
+CHAIN = hashlib.sha256(canonical(GENESIS["body"])).hexdigest()
+
+
+class NodeLog:
+    """A node's hash-linked log, as much of it as the beacon sees: a genesis entry, then closes."""
+
+    def __init__(self) -> None:
+        self.entries = [Entry.make(0, 0, "genesis", canonical(GENESIS), {}, GENESIS_PREV)]
+
+    def append(self, kind: str, record: bytes) -> Entry:
+        last = self.entries[-1]
+        e = Entry.make(last.seq + 1, last.at, kind, record, {}, last.hash)
+        self.entries.append(e)
+        return e
+
+
+LOG = NodeLog()
+
+
+@pytest.fixture(autouse=True)
+def fresh_log() -> None:
+    global LOG
+    LOG = NodeLog()
 
 
 def close(node, h: int = 1, a: int = 1, at: int = 1_000, window: str = "submit", chain_id: str = CHAIN,
-          data: bytes | None = None, shard: int = 0) -> bytes:
-    """A signed close; by default for a dataset of its own (so its shard 0 is the next one to release)."""
-    body = Close(chain_id, public_bytes(node), h, a, window, at, os.urandom(32), (os.urandom(32),),
+          data: bytes | None = None, shard: int = 0, log: NodeLog | None = None) -> tuple[bytes, list[Entry]]:
+    """A signed close appended to the node's log (by default for a dataset of its own, so its shard 0 is the
+    next one to release), and the log through it: what a node sends the beacon."""
+    log = log or LOG
+    body = Close(chain_id, public_bytes(node), h, a, window, at, log.entries[-1].hash, (os.urandom(32),),
                  os.urandom(32) if data is None else data, shard)
-    return seal(body, node).to_bytes()
+    rec = seal(body, node).to_bytes()
+    log.append("close", rec)
+    return rec, list(log.entries)
 
 
 def test_hash_chain_values(tmp_path) -> None:
@@ -44,7 +73,7 @@ def test_hash_chain_values(tmp_path) -> None:
     from pogo_jax.spec.records import read_record
 
     for i in range(1, 6):
-        v = read_record(b.reveal(close(node, h=i, at=5_000)), "reveal").body
+        v = read_record(b.reveal(*close(node, h=i, at=5_000)), "reveal").body
         assert v.index == i and v.value == chain[40 - i]
         assert verify_next(prev, v.value) and verify_index(b.anchor, i, v.value)
         assert not verify_index(b.anchor, i + 1, v.value)
@@ -58,26 +87,26 @@ def test_only_the_nodes_signed_close_after_its_time_releases_a_value(tmp_path) -
     b = BeaconService.create(tmp_path / "b", length=16, clock=clock)
     node, miner = key("node"), key("miner")
     with pytest.raises(Rejected, match="NOT_BOUND|bound"):
-        b.reveal(close(node))
+        b.reveal(*close(node))
     b.bind(CHAIN, public_bytes(node))
     with pytest.raises(Rejected, match="WRONG_NODE"):
         b.bind(CHAIN, public_bytes(miner))  # the first binding sticks
     with pytest.raises(Rejected, match="WRONG_NODE"):
-        b.reveal(close(miner))  # a miner signing its own "close" record
-    forged = bytearray(close(node))
+        b.reveal(*close(miner))  # a miner signing its own "close" record
+    forged, log = close(node)
     with pytest.raises((Rejected, MalformedInput)):
-        b.reveal(bytes(forged).replace(b'"window":"submit"', b'"window":"proof"'))  # signature breaks
+        b.reveal(forged.replace(b'"window":"submit"', b'"window":"proof"'), log)  # signature breaks
     with pytest.raises(MalformedInput, match="submit close"):
-        b.reveal(close(node, window="proof"))
+        b.reveal(*close(node, window="proof"))
     with pytest.raises(Rejected, match="TOO_EARLY"):
-        b.reveal(close(node, at=clock() + 60_000))  # the node dating its close in the future
-    first = b.reveal(close(node, h=1, at=clock()))
+        b.reveal(*close(node, at=clock() + 60_000))  # the node dating its close in the future
+    first = b.reveal(*close(node, h=1, at=clock()))
     c2 = close(node, h=1, at=clock())  # another close record for the same round
     with pytest.raises(Rejected, match="ALREADY_REVEALED"):
-        b.reveal(c2)
-    b.reveal(close(node, h=3, at=clock()))
+        b.reveal(*c2)
+    b.reveal(*close(node, h=3, at=clock()))
     with pytest.raises(Rejected, match="STALE_ROUND"):
-        b.reveal(close(node, h=2, at=clock()))
+        b.reveal(*close(node, h=2, at=clock()))
     assert len(b.reveals) == 2 and first.startswith(b"{")
 
 
@@ -90,10 +119,10 @@ def test_state_on_disk(tmp_path) -> None:
     node = key("node")
     b.bind(CHAIN, public_bytes(node))
     c = close(node, at=clock())
-    r1 = b.reveal(c)
+    r1 = b.reveal(*c)
     again = BeaconService(d, clock)
     assert again.anchor == b.anchor and again.binding == b.binding
-    assert again.reveal(c) == r1  # asked again after a restart: the same signed reveal, never a new value
+    assert again.reveal(*c) == r1  # asked again after a restart: the same signed reveal, never a new value
     with pytest.raises(UserError, match="already exists"):
         BeaconService.create(d)
     (d / "secret.key").write_text(os.urandom(32).hex())
@@ -117,16 +146,16 @@ def test_shard_keys_are_released_in_order_once_each_with_their_round(tmp_path) -
     assert b.add_keys(tmp_path / "k.json") == data
     assert stat.S_IMODE((tmp_path / "b" / "keys" / f"{data.hex()}.json").stat().st_mode) == 0o600
     with pytest.raises(Rejected, match="WRONG_SHARD"):
-        b.reveal(close(node, h=1, at=clock(), data=data, shard=1))  # the next round's shard, asked early
+        b.reveal(*close(node, h=1, at=clock(), data=data, shard=1))  # the next round's shard, asked early
     got = []
     for h in (1, 2, 3):
-        v = read_record(b.reveal(close(node, h=h, at=clock(), data=data, shard=h - 1)), "reveal").body
+        v = read_record(b.reveal(*close(node, h=h, at=clock(), data=data, shard=h - 1)), "reveal").body
         got.append(v.shard_key)
         assert (v.data, v.shard) == (data, h - 1)
     assert got[:2] == keys and got[2] is None  # the third shard has no key here: released as null
     assert key_hash(got[0]) == key_hash(keys[0])
     with pytest.raises(Rejected, match="WRONG_SHARD"):
-        b.reveal(close(node, h=4, at=clock(), data=data, shard=1))  # a shard already released: never again
+        b.reveal(*close(node, h=4, at=clock(), data=data, shard=1))  # a shard already released: never again
     other = os.urandom(32)
     write_keys(tmp_path / "other.json", data, [os.urandom(32)])
     with pytest.raises(UserError, match="other keys"):
@@ -134,4 +163,35 @@ def test_shard_keys_are_released_in_order_once_each_with_their_round(tmp_path) -
     again = BeaconService(tmp_path / "b", clock)  # a restart keeps the keys and the count
     assert again.eval_keys[data] == tuple(keys) and other not in again.eval_keys
     with pytest.raises(Rejected, match="WRONG_SHARD"):
-        again.reveal(close(node, h=5, at=clock(), data=data, shard=0))
+        again.reveal(*close(node, h=5, at=clock(), data=data, shard=0))
+
+
+def test_a_node_that_rewrites_countersigned_history_gets_no_value(tmp_path) -> None:
+    """PROTOCOL 17: each reveal request carries the node's log from the last close the beacon countersigned.
+    A node that forks off that history (rewrites a finished round, then asks for the next value) is refused,
+    so a rewrite of anything before the last reveal also needs the beacon's key. Without the check the beacon
+    signs a value for the forked log."""
+    from pogo_jax.spec.records import read_record
+
+    clock = FakeClock(10_000)
+    b = BeaconService.create(tmp_path / "b", length=16, clock=clock)
+    node = key("node")
+    b.bind(CHAIN, public_bytes(node))
+    rec, log = close(node, h=1, at=clock())
+    with pytest.raises(Rejected, match="NOT_FROM_GENESIS"):
+        b.reveal(rec, log[1:])  # the first reveal must see the log from genesis
+    with pytest.raises(MalformedInput, match="end with the close"):
+        b.reveal(rec, log[:1])
+    b.reveal(rec, log)
+    assert b.head == (log[-1].seq, log[-1].hash)
+    LOG.append("bundle", canonical({"note": os.urandom(8).hex()}))
+    forked = NodeLog()  # the operator rebuilds the log from before the close the beacon countersigned
+    forked.entries = list(log[:-1])
+    forked.append("close", seal(Close(CHAIN, public_bytes(node), 1, 1, "submit", clock(), forked.entries[-1].hash,
+                                      (os.urandom(32),), os.urandom(32), 0), node).to_bytes())
+    with pytest.raises(Rejected, match="FORK"):
+        b.reveal(*close(node, h=2, at=clock(), log=forked))
+    ok = read_record(b.reveal(*close(node, h=2, at=clock())), "reveal").body  # the honest log goes on
+    assert ok.round == 1 and ok.height == 2
+    again = BeaconService(tmp_path / "b", clock)  # the head survives a restart
+    assert again.head == b.head

@@ -191,6 +191,7 @@ def test_1_a_node_that_lies_about_the_shard_is_caught_by_roles_and_audit(tmp_pat
     view.client, view.state, view.cache = LocalClient(k.chain), __import__(
         "pogo_jax.chain.state", fromlist=["ChainState"]).ChainState(), None
     view.dataset = lambda ref: chain_dataset(view.client, ref, tmp_path / "role")
+    view.hashes, view.witness = [], None
     with pytest.raises(NodeFault, match="sealed shard"):
         view.refresh()
 

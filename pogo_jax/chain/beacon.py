@@ -28,8 +28,10 @@ import os
 import time
 from pathlib import Path
 
+from pogo_jax.chain.log import GENESIS_PREV, Entry, check_chain
 from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.spec.encoding import canonical, parse_canonical
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem, write_secret_file
 from pogo_jax.spec.records import Close, Reveal, read_record
@@ -39,6 +41,15 @@ BEACON_DOMAIN = b"pogo/beacon/v1"
 DEFAULT_LENGTH = 4096
 MAX_LENGTH = 1 << 20
 SKEW_MS = 2_000  # the node's close time may be at most this far ahead of the beacon's clock
+MAX_LOG_SEGMENT = 100_000  # entries one reveal request may carry (a round's writes, many times over)
+
+
+def _body_hash(record: bytes) -> str:
+    """Hex SHA-256 of a signed record's canonical body (for the genesis record: the chain id)."""
+    obj = parse_canonical(record, "genesis record", 1 << 20)
+    if not isinstance(obj, dict) or not isinstance(obj.get("body"), dict):
+        raise MalformedInput("the genesis entry does not hold a signed record")
+    return hashlib.sha256(canonical(obj["body"])).hexdigest()
 
 
 def step(x: bytes) -> bytes:
@@ -159,8 +170,40 @@ class BeaconService:
         elif self.binding != want:
             raise Rejected("WRONG_NODE", "this beacon serves another chain or node key")
 
-    def reveal(self, close_bytes: bytes) -> bytes:
-        """The signed reveal for the round that ``close_bytes`` (the node's signed submit Close) closes."""
+    @property
+    def head(self) -> tuple[int, bytes] | None:
+        """The last log entry this beacon countersigned (the submit close of its last reveal)."""
+        for rec in reversed(self.reveals):
+            if "head_seq" in rec:
+                return rec["head_seq"], bytes.fromhex(rec["head"])
+        return None
+
+    def _check_log(self, log: list[Entry], close_bytes: bytes, chain_id: str) -> tuple[int, bytes]:
+        """``log`` must run, hash-linked, from the head this beacon last signed (from genesis the first time)
+        to the close entry itself: so the node cannot get a value for a history that forks off one the beacon
+        already countersigned (PROTOCOL 17). Returns the close entry's (seq, hash), the beacon's new head."""
+        if not log or len(log) > MAX_LOG_SEGMENT:
+            raise MalformedInput(f"a reveal request carries 1 to {MAX_LOG_SEGMENT} log entries, got {len(log)}")
+        check_chain(log, log[0].prev, log[0].seq)
+        head = self.head
+        if head is None:
+            first = log[0]
+            if first.seq != 0 or first.prev != GENESIS_PREV or first.kind != "genesis" or \
+                    _body_hash(first.record) != chain_id:
+                raise Rejected("NOT_FROM_GENESIS", "the first reveal needs the log from the chain's genesis entry")
+        else:
+            i = head[0] - log[0].seq
+            if not 0 <= i < len(log) or log[i].hash != head[1]:
+                raise Rejected("FORK", f"the node's log does not extend entry {head[0]} ({head[1].hex()[:16]}...), "
+                                       "which this beacon countersigned: the node rewrote history")
+        last = log[-1]
+        if last.kind != "close" or last.record != close_bytes:
+            raise MalformedInput("the log segment must end with the close entry itself")
+        return last.seq, last.hash
+
+    def reveal(self, close_bytes: bytes, log: list[Entry]) -> bytes:
+        """The signed reveal for the round that ``close_bytes`` (the node's signed submit Close) closes; ``log``:
+        the node's entries from this beacon's head (``head``; genesis at first) through that close."""
         signed = read_record(close_bytes, "close")
         c: Close = signed.body
         if self.binding is None:
@@ -185,6 +228,7 @@ class BeaconService:
         if c.shard != released:
             raise Rejected("WRONG_SHARD", f"the close record names sealed shard {c.shard} of its dataset; the next one "
                                           f"this beacon releases is {released}")
+        head_seq, head = self._check_log(log, close_bytes, c.chain_id)
         index = len(self.reveals) + 1
         if index > self.length:
             raise Rejected("EXHAUSTED", f"beacon chain exhausted after {self.length} reveals")
@@ -197,7 +241,7 @@ class BeaconService:
                       shard_key)
         out = seal(body, self.key).to_bytes()
         rec = {"height": c.height, "round": c.round, "close": signed.hash.hex(), "data": c.data.hex(),
-               "shard": c.shard, "reveal": out.decode("ascii")}
+               "shard": c.shard, "reveal": out.decode("ascii"), "head_seq": head_seq, "head": head.hex()}
         with open(self.dir / "reveals.jsonl", "a") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             f.flush()

@@ -2,7 +2,8 @@
 
     GET  /v1/info     the anchor, the beacon's public key, its length, the chain and node it serves
     POST /v1/bind     {"binding": {"chain_id", "node_key"}, "signature"}: the node proves its key
-    POST /v1/reveal   the node's signed submit Close record -> the signed Reveal (or a 4xx)
+    POST /v1/reveal   {"entries": [...]}: the node's log from this beacon's head (genesis at first) through its
+                      signed submit Close, the last entry -> the signed Reveal (or a 4xx)
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from starlette.routing import Route
 from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.client import BIND_DOMAIN
 from pogo_jax.chain.http import guarded, read_body, want_type
+from pogo_jax.chain.log import read_entries
 from pogo_jax.chain.node import _announce
-from pogo_jax.errors import Rejected
+from pogo_jax.errors import MalformedInput, Rejected
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, hexbytes, parse_canonical
 from pogo_jax.spec.keys import verify_signature
-from pogo_jax.spec.records import MAX_CLOSE_BYTES
+
+MAX_REVEAL_REQUEST = 64 << 20  # a round's log entries (full votes are the bulk: ~10 KB each)
 
 
 def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> Starlette:
@@ -50,11 +53,14 @@ def make_app(service: BeaconService, pinned_node_key: bytes | None = None) -> St
 
     async def reveal(request: Request) -> Response:
         want_type(request, "application/json")
-        data = await read_body(request, MAX_CLOSE_BYTES)
+        data = await read_body(request, MAX_REVEAL_REQUEST)
 
         def run() -> bytes:
+            log = read_entries(data)  # {"entries": [...]}, each entry's hash re-checked
+            if not log:
+                raise MalformedInput("a reveal request carries the log through the submit close")
             with lock:
-                return service.reveal(data)
+                return service.reveal(log[-1].record, log)
 
         return Response(await run_in_threadpool(run), media_type="application/json")
 

@@ -12,6 +12,8 @@ drive rounds with a fake clock and an in-process beacon; ``pogo node serve`` pas
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -35,6 +37,7 @@ from pogo_jax.spec.dataset import read_packed, verify_against
 from pogo_jax.spec.envelope import Signed, seal
 from pogo_jax.spec.header import read_signed_header
 from pogo_jax.spec.keys import PrivateKey, load_private_pem, public_bytes, save_private_pem
+from pogo_jax.spec.receipt import Receipt
 from pogo_jax.spec.records import Close, Finalize, Recheck, read_record
 from pogo_jax.spec.state import is_committable, load_state, state_root, update_size
 
@@ -62,9 +65,22 @@ class Accepted:
     kind: str
     result: str  # "admitted", "evidence" (signer slashed), "duplicate"
     record_hash: str = ""
+    receipt: bytes = b""  # the node-signed receipt (spec/receipt.py) the writer keeps
 
     def to_obj(self) -> dict:
-        return {"seq": self.seq, "kind": self.kind, "result": self.result, "record_hash": self.record_hash}
+        out = {"seq": self.seq, "kind": self.kind, "result": self.result, "record_hash": self.record_hash}
+        if self.receipt:
+            out["receipt"] = self.receipt.decode("ascii")
+        return out
+
+
+def _receipted(fn):  # noqa: ANN001, ANN202 - a Chain write method
+    """Answer the write with a node-signed receipt of the entry it became (PROTOCOL 17)."""
+    @functools.wraps(fn)
+    def run(self, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = fn(self, *args, **kw)
+        return self.receipt(out) if isinstance(out, Accepted) else out
+    return run
 
 
 @dataclass
@@ -110,6 +126,7 @@ class Chain:
         self._last_reveal_error = ""
         self._datasets: dict[bytes, object] = {}
         self._ticking = threading.Lock()
+        self._segment: tuple[bytes | None, list[Entry]] = (None, [])
 
     # ------------------------------------------------------------------------------ lifecycle
     @classmethod
@@ -207,10 +224,22 @@ class Chain:
                 raise
             return Accepted(e.seq, kind, result)
 
+    def receipt(self, acc: Accepted) -> Accepted:
+        """``acc`` with the node's signed receipt: the entry it names, its hash, and the log head now."""
+        if acc.receipt or not acc.record_hash:
+            return acc
+        with self.lock:
+            st = self.state
+            entry = self.ledger.entries(acc.seq, 1)[0]
+            body = Receipt(st.genesis.chain_id, st.genesis.node_key, acc.seq, entry.hash,
+                           bytes.fromhex(acc.record_hash), st.seq - 1, st.last_hash, max(self.clock(), st.last_at))
+        return dataclasses.replace(acc, receipt=seal(body, self.key).to_bytes())
+
     def _duplicate(self, record_hash: bytes, kind: str) -> Accepted | None:
         seq = self.state.seen.get(record_hash)
         return None if seq is None else Accepted(seq, kind, "duplicate", record_hash.hex())
 
+    @_receipted
     def submit_candidate(self, header_bytes: bytes, chunks: Iterable[bytes]) -> Accepted:
         """A signed header and its whole update (streamed)."""
         begun = self.begin_candidate(header_bytes)
@@ -223,6 +252,7 @@ class Chain:
         finally:
             begun.close()
 
+    @_receipted
     def begin_candidate(self, header_bytes: bytes) -> Accepted | CandidateUpload:
         """Check a candidate's signed header before any update byte is read. A duplicate returns its
         entry; a replay or an equivocation is recorded as evidence (its signer slashed) at once;
@@ -271,6 +301,7 @@ class Chain:
 
         return release
 
+    @_receipted
     def finish_candidate(self, cu: CandidateUpload) -> Accepted:
         """The update is complete: check its length and root_q, store it, record the candidate. The header
         is checked again under the lock: a twin uploaded in parallel (an equivocation or a replay) may
@@ -302,6 +333,7 @@ class Chain:
             cu.close()
         return Accepted(acc.seq, "candidate", acc.result, cu.signed.hash.hex())
 
+    @_receipted
     def submit_bundle(self, data: bytes) -> Accepted:
         """A miner's signed bundle for a recorded candidate: stored, hashed and named in the log at once.
         Whether it can be stored at all (such a candidate, its proof window open, no bundle yet) is asked
@@ -355,16 +387,20 @@ class Chain:
             acc = self._append(kind, data)
         return Accepted(acc.seq, kind, acc.result, signed.hash.hex())
 
+    @_receipted
     def submit_attestation(self, data: bytes) -> Accepted:
         return self._submit_record("attestation", read_signed_attestation(data), data)
 
+    @_receipted
     def submit_commit(self, data: bytes) -> Accepted:
         """A full verifier's signed commitment to the vote it will reveal (PROTOCOL 16)."""
         return self._submit_record("commit", read_record(data, "commit"), data)
 
+    @_receipted
     def submit_register(self, data: bytes) -> Accepted:
         return self._submit_record("register", read_record(data, "register"), data)
 
+    @_receipted
     def submit_epoch(self, data: bytes, dataset: Iterable[bytes], state: Iterable[bytes] | None) -> Accepted:
         """A governance-signed epoch with its dataset (and initial state), streamed."""
         self.check_epoch(data)
@@ -385,6 +421,7 @@ class Chain:
         if signed.body.signer != self.state.genesis.governance_key or not signed.verify():
             raise Rejected("WRONG_SIGNER", "epochs are signed by the chain's governance key")
 
+    @_receipted
     def finish_epoch(self, data: bytes, dataset: Upload, state: Upload | None) -> Accepted:
         """Both blobs are received: they must hash to what the record names and pass the root checks
         (dataset against data_root and manifest hash, state against its root) before it is recorded."""
@@ -481,22 +518,37 @@ class Chain:
             self._append("finalize", self._node_record(Finalize, at=now, rechecks=rechecks), at=now)
             return "finalize"
 
-    def _submit_close_bytes(self) -> bytes:
-        r = self.state.round
-        for e in reversed(self.ledger.entries(max(0, self.state.seq - 4096))):
-            if e.kind == "close":
-                signed = read_record(e.record, "close")
-                if signed.hash == r.submit_close:
-                    return e.record
-        raise RuntimeError("the open round's submit close record is not in the ledger")
+    def _beacon_segment(self) -> list[Entry]:
+        """The log from the close the beacon last revealed against (genesis at first) through the open round's
+        submit close: the beacon checks that it extends the head it countersigned (PROTOCOL 17)."""
+        want, start, found = self.state.round.submit_close, self.state.seq, None
+        revealed: bytes | None = None  # the close named by the last recorded reveal before this round's close
+        while start > 0:
+            start = max(0, start - 1024)
+            page = self.ledger.entries(start, min(1024, self.state.seq - start))
+            for e in reversed(page):
+                if found is None:
+                    if e.kind == "close" and read_record(e.record, "close").hash == want:
+                        found = e.seq
+                elif revealed is None and e.kind == "reveal":
+                    revealed = read_record(e.record, "reveal").body.close
+                elif revealed is not None and e.kind == "close" and read_record(e.record, "close").hash == revealed:
+                    return self.ledger.entries(e.seq, found - e.seq + 1)
+        if found is None:
+            raise RuntimeError("the open round's submit close record is not in the ledger")
+        return self.ledger.entries(0, found + 1)
 
     def _fetch_reveal(self) -> str | None:
         if self.beacon is None:
             return None
         with self.lock:
-            close_bytes = self._submit_close_bytes()
+            want = self.state.round.submit_close
+            if self._segment[0] != want:  # the ticker asks again every tick while the beacon is down
+                self._segment = (want, self._beacon_segment())
+            segment = self._segment[1]
+        close_bytes = segment[-1].record
         try:
-            reveal = self.beacon.reveal(close_bytes)
+            reveal = self.beacon.reveal(close_bytes, segment)
         except Exception as e:  # the beacon down or refusing: the round waits, the next tick retries
             msg = f"beacon: {e}"
             if msg != self._last_reveal_error:

@@ -35,9 +35,10 @@ PROGRESS_MIN_BYTES = 8 << 20
 class Refused(Rejected):
     """The node (or beacon) refused a request with a 4xx; ``status`` is the HTTP status."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, answer: dict | None = None) -> None:
         super().__init__(code, detail)
         self.status = status
+        self.answer = answer or {}  # the whole JSON answer (a 409 for evidence carries the entry's receipt)
 
 
 def _progress(total: int, what: str, enabled: bool | None):  # noqa: ANN202 - a callable(n) and a closer
@@ -86,14 +87,15 @@ class _Http:
     def _check(self, r: httpx.Response) -> httpx.Response:
         if r.status_code < 400:
             return r
+        obj: dict = {}
         try:
             obj = r.json()
             code, msg = str(obj.get("code", "HTTP")), str(obj.get("error", r.text))
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            code, msg = "HTTP", r.text[:200]
+            obj, code, msg = {}, "HTTP", r.text[:200]
         if r.status_code >= 500:
             raise UserError(f"{self.url} failed: HTTP {r.status_code} {msg[:200]}")
-        raise Refused(r.status_code, code, msg.removeprefix(f"{code}: "))  # the line repeats the code
+        raise Refused(r.status_code, code, msg.removeprefix(f"{code}: "), obj if isinstance(obj, dict) else {})
 
 
 MAX_MEMORY_BLOB = 1 << 32  # the most NodeClient.blob holds in memory
@@ -190,8 +192,18 @@ class NodeClient(_Http):
         finally:
             done()
 
-    def _post(self, path: str, content, ctype: str) -> dict:  # noqa: ANN001
-        return self.request("POST", path, content=content, headers={"content-type": ctype}).json()
+    witness = None  # a chain.witness.Witness once a role attaches one: it keeps the receipts
+
+    def _post(self, path: str, content, ctype: str, kind: str = "", sent: bytes = b"") -> dict:  # noqa: ANN001
+        try:
+            out = self.request("POST", path, content=content, headers={"content-type": ctype}).json()
+        except Refused as e:
+            if e.code == "SLASHED_EVIDENCE" and self.witness is not None and e.answer.get("receipt"):
+                self.witness.take(kind, sent, e.answer)  # evidence is a write the node signed for too
+            raise
+        if self.witness is not None and kind:
+            self.witness.take(kind, sent, out)
+        return out
 
     def submit_candidate(self, header_bytes: bytes, update: bytes | Path, progress: bool | None = None) -> dict:
         size = len(update) if isinstance(update, bytes) else Path(update).stat().st_size
@@ -211,21 +223,21 @@ class NodeClient(_Http):
 
         try:
             content = body if size >= PROGRESS_MIN_BYTES else b"".join(body())
-            return self._post("/v1/candidates", content, "application/octet-stream")
+            return self._post("/v1/candidates", content, "application/octet-stream", "candidate", header_bytes)
         finally:
             done()
 
     def submit_bundle(self, data: bytes) -> dict:
-        return self._post("/v1/bundles", data, "application/octet-stream")
+        return self._post("/v1/bundles", data, "application/octet-stream", "bundle", data)
 
     def submit_attestation(self, data: bytes) -> dict:
-        return self._post("/v1/attestations", data, "application/json")
+        return self._post("/v1/attestations", data, "application/json", "attestation", data)
 
     def submit_commit(self, data: bytes) -> dict:
-        return self._post("/v1/commits", data, "application/json")
+        return self._post("/v1/commits", data, "application/json", "commit", data)
 
     def submit_register(self, data: bytes) -> dict:
-        return self._post("/v1/governance/register", data, "application/json")
+        return self._post("/v1/governance/register", data, "application/json", "register", data)
 
     def submit_epoch(self, record: bytes, data_file: Path, state: bytes | None) -> dict:
         def body() -> Iterator[bytes]:
@@ -238,7 +250,7 @@ class NodeClient(_Http):
             if state:
                 yield state
 
-        return self._post("/v1/governance/epochs", body, "application/octet-stream")
+        return self._post("/v1/governance/epochs", body, "application/octet-stream", "epoch", record)
 
 
 def _file_sha(path: Path) -> bytes:
@@ -278,30 +290,34 @@ class LocalClient:
         atomic_write_bytes(path, self.blob(sha))
         return Path(path)
 
-    def _wrap(self, fn, *args):  # noqa: ANN001, ANN002, ANN202
-        acc = fn(*args)
-        if acc.result == "evidence":
-            raise Refused(409, "SLASHED_EVIDENCE", "recorded as evidence against its signer")
-        return acc.to_obj()
+    witness = None  # as NodeClient.witness
+
+    def _wrap(self, kind: str, sent: bytes, fn, *args):  # noqa: ANN001, ANN002, ANN202
+        out = fn(*args).to_obj()
+        if self.witness is not None and out.get("receipt"):
+            self.witness.take(kind, sent, out)
+        if out["result"] == "evidence":
+            raise Refused(409, "SLASHED_EVIDENCE", "recorded as evidence against its signer", out)
+        return out
 
     def submit_candidate(self, header_bytes: bytes, update: bytes | Path, progress: bool | None = None) -> dict:
         data = update if isinstance(update, bytes) else Path(update).read_bytes()
-        return self._wrap(self.chain.submit_candidate, header_bytes, [data])
+        return self._wrap("candidate", header_bytes, self.chain.submit_candidate, header_bytes, [data])
 
     def submit_bundle(self, data: bytes) -> dict:
-        return self._wrap(self.chain.submit_bundle, data)
+        return self._wrap("bundle", data, self.chain.submit_bundle, data)
 
     def submit_attestation(self, data: bytes) -> dict:
-        return self._wrap(self.chain.submit_attestation, data)
+        return self._wrap("attestation", data, self.chain.submit_attestation, data)
 
     def submit_commit(self, data: bytes) -> dict:
-        return self._wrap(self.chain.submit_commit, data)
+        return self._wrap("commit", data, self.chain.submit_commit, data)
 
     def submit_register(self, data: bytes) -> dict:
-        return self._wrap(self.chain.submit_register, data)
+        return self._wrap("register", data, self.chain.submit_register, data)
 
     def submit_epoch(self, record: bytes, data_file: Path, state: bytes | None) -> dict:
-        return self._wrap(self.chain.submit_epoch, record, [Path(data_file).read_bytes()],
+        return self._wrap("epoch", record, self.chain.submit_epoch, record, [Path(data_file).read_bytes()],
                           None if state is None else [state])
 
 
@@ -325,8 +341,11 @@ class BeaconClient(_Http):
                                                              "signature": sign(chain.key, BIND_DOMAIN, msg).hex()}),
                      headers={"content-type": "application/json"})
 
-    def reveal(self, close_bytes: bytes) -> bytes:
-        return self.request("POST", "/v1/reveal", content=close_bytes,
+    def reveal(self, close_bytes: bytes, log: list[Entry]) -> bytes:
+        """The beacon's signed reveal against the close that ends ``log`` (see ``BeaconService.reveal``)."""
+        if not log or log[-1].record != close_bytes:
+            raise ValueError("the log segment must end with the close entry")
+        return self.request("POST", "/v1/reveal", content=canonical({"entries": [e.to_obj() for e in log]}),
                             headers={"content-type": "application/json"}).content
 
 

@@ -15,6 +15,7 @@ from pogo_jax.chain.history import StateCache, confirmed_state
 from pogo_jax.chain.log import Entry
 from pogo_jax.chain.recheck import recheck
 from pogo_jax.chain.state import ChainState, sealed_annotation
+from pogo_jax.chain.witness import Witness
 from pogo_jax.errors import MalformedInput, NodeFault, Rejected, UserError
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.records import read_record
@@ -29,6 +30,8 @@ class ChainView:
         self.state = ChainState()
         self.cache = StateCache()
         self.dataset = dataset
+        self.hashes: list[bytes] = []  # every entry hash, by seq: what receipts and the last head are checked on
+        self.witness: Witness | None = None
         self.refresh()
         if expect_chain_id is not None and self.state.genesis.chain_id != expect_chain_id:
             raise UserError(f"{client.url} serves chain {self.state.genesis.chain_id!r}, not {expect_chain_id!r}")
@@ -37,6 +40,7 @@ class ChainView:
         """Fetch and apply new entries; returns how many. A ``finalize`` entry's re-checks of objective
         claims are re-done here from the stored bytes first: they decide who is slashed, so a role never
         takes them from the node (one that lies about them is a ``NodeFault``)."""
+        began = time.monotonic()
         new = self.client.entries(self.state.seq)
         for e in new:
             if e.kind == "finalize" and self.state.genesis is not None:
@@ -44,9 +48,21 @@ class ChainView:
             if e.kind == "reveal" and self.dataset is not None and self.state.genesis is not None:
                 self._check_sealed(e)
             self.state.apply(e)
+            self.hashes.append(e.hash)
         if self.state.genesis is None:
             raise UserError(f"{self.client.url} serves an empty log")
+        if self.witness is not None:
+            self.witness.check_log(self.hashes, began)
         return len(new)
+
+    def attach(self, witness: Witness) -> None:
+        """Keep receipts and the last head in ``witness`` (the role's directory): every write through this
+        view's client is receipted, and every refresh checks the log against them (PROTOCOL 17)."""
+        g = self.state.genesis
+        witness.bind(g.chain_id, g.node_key)
+        self.witness = witness
+        self.client.witness = witness
+        witness.check_log(self.hashes, time.monotonic())
 
     def _recheck(self, e: Entry) -> None:
         for x in read_record(e.record, "finalize").body.rechecks:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pogo_jax.chain.audit import audit
+from pogo_jax.chain.equivocation import check_receipts, receipt_files
 from pogo_jax.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="node URL (http://...) or chain directory")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--receipts", action="append", default=[], metavar="DIR",
+                   help="receipts the node signed (a role's WORK/witness/receipts, or files): any the log "
+                        "contradicts is node equivocation or omission, a difference (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
         ledger = Ledger.open(d / "ledger.sqlite", readonly=True)
         store = BlobStore(d / "blobs", readonly=True)
         entries, tables, fetch = ledger.entries(), ledger.tables(), store.get
+    files = receipt_files(args.receipts)
     rep = audit(entries, tables, fetch)
+    if files:
+        rr = check_receipts(entries, files)
+        rep.differences += rr.differences
+        for line in rr.ignored:
+            print(f"ignored: {line}", file=sys.stderr)
+        print(f"checked {rr.checked} node-signed receipts against the log", file=sys.stderr)
     if args.json:
         print(json.dumps(rep.to_obj()))
     else:

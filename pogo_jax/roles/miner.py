@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pogo_jax.chain.view import ChainView
+from pogo_jax.chain.witness import Witness
 from pogo_jax.commit import merkle
 from pogo_jax.commit.hasher import param_leaf_hashes
 from pogo_jax.config import Config
@@ -130,6 +131,8 @@ class Miner:
     def __init__(self, client, key: PrivateKey, workdir: str | Path, cfg: Config | None = None,  # noqa: ANN001
                  hooks: MinerHooks = HONEST, events: Event | None = None, view: ChainView | None = None) -> None:
         self.view = view or ChainView(client)
+        if self.view.witness is None:  # receipts and the last head seen, in this role's directory
+            self.view.attach(Witness(Path(workdir) / "witness"))
         self.key, self.pub, self.hooks = key, public_bytes(key), hooks
         st = self.view.state
         p = st.participants.get(self.pub)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pogo_jax.chain.view import ChainView
+from pogo_jax.chain.witness import Witness
 from pogo_jax.errors import NodeFault, UserError
 from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.roles.data import chain_dataset
@@ -118,6 +119,8 @@ class Verifier:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.view = view or ChainView(client)
+        if self.view.witness is None:  # receipts and the last head seen, in this role's directory
+            self.view.attach(Witness(self.workdir / "witness"))
         p = self.view.state.participants.get(self.pub)
         if p is None or p.role != "verifier":
             raise UserError(f"key {self.pub.hex()[:16]}... is not a registered verifier of chain "
