@@ -20,7 +20,7 @@ from pogo_jax.chain.genesis import build_genesis
 from pogo_jax.chain.history import confirmed_state
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
-from pogo_jax.spec.attestation import Attestation, sign_attestation
+from pogo_jax.spec.attestation import ATTEST_VERSION, Attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle, LeafOpening
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
@@ -225,11 +225,11 @@ class Kit:
             else:
                 reason = "OK" if verdict == "accept" else "BAD_PROOF"
         verdict = "accept" if reason == "OK" else "reject"
-        a = Attestation(version=3, chain_id=self.chain_id, height=ctx.height, round=ctx.round, header_hash=hh,
+        a = Attestation(version=ATTEST_VERSION, chain_id=self.chain_id, height=ctx.height, round=ctx.round, header_hash=hh,
                         verifier_key=public_bytes(k), verdict=verdict, tier=tier, reason=reason,
                         evidence=ctx.bundle_sha256 if evidence is None else evidence,
                         salt=(salt or hashlib.sha256(b"salt" + hh + public_bytes(k)).digest()) if tier == "full" else None,
-                        losses_prev=lp, losses_next=ln)
+                        losses_prev=lp, losses_next=ln, bundle_entry=ctx.bundle_entry or bytes(32))
         return sign_attestation(a, k).to_bytes()
 
     def commit(self, vote: bytes, key_=None) -> bytes:

@@ -514,7 +514,7 @@ def _vote_for_unknown(kit: Kit, other) -> bytes:  # noqa: ANN001
     from pogo_jax.spec.attestation import Attestation, sign_attestation
 
     r = kit.st.round
-    a = Attestation(version=3, chain_id=kit.chain_id, height=r.height, round=r.round, header_hash=other.hash,
+    a = Attestation(version=4, bundle_entry=bytes(32), chain_id=kit.chain_id, height=r.height, round=r.round, header_hash=other.hash,
                     verifier_key=public_bytes(kit.verifiers[2]), verdict="accept", tier="full", reason="OK",
                     evidence=hashlib.sha256(b"x").digest(), salt=bytes(32), losses_prev=(2.0,) * 4,
                     losses_next=(1.5,) * 4)

@@ -41,7 +41,8 @@ def make(rng: random.Random, key_bytes: bytes, verdict: str = "accept", tier: st
     full = tier == "full"
     reason = "OK" if verdict == "accept" else ("LOSS_NOT_DECREASED" if full else rng.choice(sorted(OBJECTIVE_LIGHT)))
     fields = dict(
-        version=3,
+        version=4,
+        bundle_entry=rng.randbytes(32),
         chain_id=rng.randbytes(32).hex(),
         height=rng.randrange(1, 10**6),
         round=rng.randrange(1, 50),

@@ -32,13 +32,13 @@ def full(v: bytes, hh: bytes, lp, ln, reported=None, rules: ChainRules = RULES) 
     lp, ln = f32s(lp), f32s(ln)
     reason = own_verdict(lp, ln, reported or (float(mean(lp)), float(mean(ln))), rules.delta, rules.lcb_t,
                          rules.loss_tolerance)
-    return Attestation(3, CHAIN, 1, 1, hh, v, "accept" if reason == "OK" else "reject", "full", reason,
-                       os.urandom(32), os.urandom(32), lp, ln)
+    return Attestation(4, CHAIN, 1, 1, hh, v, "accept" if reason == "OK" else "reject", "full", reason,
+                       os.urandom(32), os.urandom(32), lp, ln, os.urandom(32))
 
 
 def light(v: bytes, hh: bytes, reason: str = "OK") -> Attestation:
-    return Attestation(3, CHAIN, 1, 1, hh, v, "accept" if reason == "OK" else "reject", "light", reason,
-                       os.urandom(32))
+    return Attestation(4, CHAIN, 1, 1, hh, v, "accept" if reason == "OK" else "reject", "light", reason,
+                       os.urandom(32), bundle_entry=os.urandom(32))
 
 
 def keys(n: int) -> list[bytes]:

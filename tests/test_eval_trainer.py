@@ -122,8 +122,9 @@ def test_3_two_hundred_honest_rounds_at_2_delta_are_valid_and_nobody_is_slashed(
             jn = np.float32(ln * (1 + rng.normal(0, 1e-6, M)))
             reason = own_verdict(tuple(map(float, jp)), tuple(map(float, jn)), reported, rules.delta, rules.lcb_t,
                                  rules.loss_tolerance)
-            votes.append(Attestation(3, chain, 1, 1, b"h" * 32, v, "accept" if reason == "OK" else "reject", "full",
-                                     reason, b"e" * 32, os.urandom(32), tuple(map(float, jp)), tuple(map(float, jn))))
+            votes.append(Attestation(4, chain, 1, 1, b"h" * 32, v, "accept" if reason == "OK" else "reject", "full",
+                                     reason, b"e" * 32, os.urandom(32), tuple(map(float, jp)), tuple(map(float, jn)),
+                                     b"b" * 32))
         hh = i.to_bytes(32, "little")
         out = decide([Ballot(hh, miner, tuple(votes), False, reported, tuple(vs))], {k: 1000 for k in [miner, *vs]},
                      set(vs), rules, {}, budget_left=10**9)

@@ -71,7 +71,7 @@ from pogo_jax.roles.miner import Miner
 from pogo_jax.roles.verify import Verifier
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
-from pogo_jax.spec.attestation import Attestation, read_signed_attestation, sign_attestation
+from pogo_jax.spec.attestation import ATTEST_VERSION, Attestation, read_signed_attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
@@ -416,10 +416,11 @@ def bench_finalize(cfg: Config, workdir: str | Path, n_candidates: int = 3, n_ve
                         lp, ln = (3.0,) * n_win, (2.5 * (1 - spread * j),) * n_win
                         reason = own_verdict(lp, ln, (3.0, 2.5), rules.delta, rules.lcb_t, rules.loss_tolerance)
                     salt = hashlib.sha256(b"bench salt" + signed.hash + pub).digest() if tier == "full" else None
-                    a = Attestation(version=3, chain_id=b.chain_id, height=1, round=1, header_hash=signed.hash,
-                                    verifier_key=pub, verdict="accept" if reason == "OK" else "reject", tier=tier,
+                    a = Attestation(version=ATTEST_VERSION, chain_id=b.chain_id, height=1, round=1,
+                                    header_hash=signed.hash, verifier_key=pub,
+                                    verdict="accept" if reason == "OK" else "reject", tier=tier,
                                     reason=reason, evidence=ctx.bundle_sha256, salt=salt, losses_prev=lp,
-                                    losses_next=ln)
+                                    losses_next=ln, bundle_entry=ctx.bundle_entry)
                     vote = sign_attestation(a, vk).to_bytes()
                     if tier == "light":
                         b.client.submit_attestation(vote)

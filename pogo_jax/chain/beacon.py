@@ -222,13 +222,13 @@ class BeaconService:
                 if rec["close"] != signed.hash.hex():
                     raise Rejected("ALREADY_REVEALED", "this round's value was released against another close record")
                 return rec["reveal"].encode("ascii")
+        head_seq, head = self._check_log(log, close_bytes, c.chain_id)
         if self.reveals and (c.height, c.round) < (self.reveals[-1]["height"], self.reveals[-1]["round"]):
             raise Rejected("STALE_ROUND", "rounds only move forward")
         released = sum(1 for rec in self.reveals if rec.get("data") == c.data.hex())
         if c.shard != released:
             raise Rejected("WRONG_SHARD", f"the close record names sealed shard {c.shard} of its dataset; the next one "
                                           f"this beacon releases is {released}")
-        head_seq, head = self._check_log(log, close_bytes, c.chain_id)
         index = len(self.reveals) + 1
         if index > self.length:
             raise Rejected("EXHAUSTED", f"beacon chain exhausted after {self.length} reveals")

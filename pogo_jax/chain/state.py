@@ -76,6 +76,7 @@ class Candidate:
     bundle_sha256: bytes | None = None
     bundle_at: int | None = None
     bundle_seq: int | None = None
+    bundle_entry: bytes | None = None  # hash of the log entry that recorded the bundle: every vote names it
     reported: tuple[float, float] | None = None  # the bundle's (loss_prev, loss_next), from its note
     votes: dict[bytes, Signed[Attestation]] = field(default_factory=dict)  # verifier -> light or revealed full vote
     commits: dict[bytes, Signed[VoteCommit]] = field(default_factory=dict)  # verifier -> its full-vote commitment
@@ -269,7 +270,7 @@ class ChainState:
                            round=r.round, parent_hash=r.parent_hash, root_prev=r.root_prev, data=r.data,
                            n_windows=r.data.sealed.n_windows(self.seq_len()), beacon=r.beacon,
                            chain_id=self.genesis.chain_id, shard=r.shard, shard_key=r.shard_key)
-        return ctx if c is None else ctx.for_candidate(c.header, c.update_sha256, c.bundle_sha256)
+        return ctx if c is None else ctx.for_candidate(c.header, c.update_sha256, c.bundle_sha256, c.bundle_entry)
 
     def base_for(self, height: int) -> tuple[int, StateRef]:
         """The state a rebuild of the confirmed state at ``height`` starts from, and its height."""
@@ -574,7 +575,7 @@ class ChainState:
         note = BundleNote.from_bytes(entry.record)
         sha = note.sha256
         cand = self.check_bundle(note.header_hash, sha, entry.at)
-        cand.bundle_sha256, cand.bundle_at, cand.bundle_seq = sha, entry.at, entry.seq
+        cand.bundle_sha256, cand.bundle_at, cand.bundle_seq, cand.bundle_entry = sha, entry.at, entry.seq, entry.hash
         cand.reported = (note.loss_prev, note.loss_next)
         return "admitted"
 
@@ -643,6 +644,9 @@ class ChainState:
         r, cand = self._open_candidate(found, a.height, a.round)
         if a.evidence != cand.bundle_sha256:
             raise Rejected("EVIDENCE_MISMATCH", "evidence is not the SHA-256 of the bundle the chain stored")
+        if a.bundle_entry != cand.bundle_entry:
+            raise Rejected("WRONG_BUNDLE_ENTRY", "the vote names another log entry for the bundle than the one "
+                                                 "that recorded it")
         if a.verifier_key in cand.votes:
             raise Rejected("ALREADY_ATTESTED", "this verifier already voted on this candidate")
         if a.tier == "light":

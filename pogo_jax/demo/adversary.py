@@ -508,7 +508,8 @@ class CopyVerifier(VerifierHooks):
             return None
         mine = read_signed_attestation(vote).body
         copied = Attestation(**{**{f: getattr(mine, f) for f in ("version", "chain_id", "height", "round",
-                                                                    "header_hash", "verifier_key", "evidence")},
+                                                                    "header_hash", "verifier_key", "evidence",
+                                                                    "bundle_entry")},
                                 "verdict": other.verdict, "tier": "full", "reason": other.reason,
                                 "salt": os.urandom(32), "losses_prev": other.losses_prev,
                                 "losses_next": other.losses_next})

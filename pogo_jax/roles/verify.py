@@ -27,7 +27,7 @@ from pogo_jax.errors import NodeFault, UserError
 from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.roles.data import chain_dataset
 from pogo_jax.roles.full import verify_full
-from pogo_jax.spec.attestation import Attestation, read_signed_attestation, sign_attestation
+from pogo_jax.spec.attestation import ATTEST_VERSION, Attestation, read_signed_attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle
 from pogo_jax.spec.context import BlockContext
 from pogo_jax.spec.envelope import seal
@@ -167,11 +167,11 @@ class Verifier:
         return self.hooks.verdict(self, ctx, verdict), ctx
 
     def attestation(self, ctx: BlockContext, v: Verdict) -> bytes:
-        a = Attestation(version=3, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round,
+        a = Attestation(version=ATTEST_VERSION, chain_id=ctx.chain_id, height=ctx.height, round=ctx.round,
                         header_hash=ctx.header_hash, verifier_key=self.pub, verdict="accept" if v.accept else "reject",
                         tier=v.tier, reason=v.reason, evidence=ctx.bundle_sha256,
                         salt=os.urandom(32) if v.tier == "full" else None, losses_prev=v.losses_prev,
-                        losses_next=v.losses_next)
+                        losses_next=v.losses_next, bundle_entry=ctx.bundle_entry)
         return sign_attestation(a, self.key).to_bytes()
 
     def _vote_file(self, header_hash: bytes) -> Path:

@@ -33,7 +33,7 @@ from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
 from pogo_jax.spec.keys import PrivateKey
 from pogo_jax.spec.verdict import MEASURED_REASONS
 
-ATTEST_VERSION = 3
+ATTEST_VERSION = 4  # v4: votes name the log entry of the bundle they judged (PROTOCOL 17)
 ATTEST_DOMAIN = b"pogo/attest/v1"
 MAX_WINDOWS = 4096  # = spec.rules.MAX_WINDOWS
 MAX_ATTESTATION_BYTES = (1 << 12) + 2 * 12 * MAX_WINDOWS  # two f32hex values a window, quotes and commas
@@ -54,7 +54,7 @@ OBJECTIVE_FULL: frozenset[str] = frozenset({
 })
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,47}")
 _KEYS = {"version", "chain_id", "height", "round", "header_hash", "verifier_key", "verdict", "tier", "reason",
-         "losses_prev", "losses_next", "evidence", "salt"}
+         "losses_prev", "losses_next", "evidence", "salt", "bundle_entry"}
 
 
 def _f32(x: float, what: str) -> float:
@@ -93,6 +93,8 @@ class Attestation:
     salt: bytes | None = None  # full votes: 32 random bytes, so the commitment to this record hides it
     losses_prev: tuple[float, ...] | None = None  # full votes: own per-window L(theta_prev), float32
     losses_next: tuple[float, ...] | None = None
+    # hash of the log entry that recorded the bundle: a node that drops that entry orphans every signed vote
+    bundle_entry: bytes | None = None
 
     KIND: ClassVar[str] = "attestation"
     DOMAIN: ClassVar[bytes] = ATTEST_DOMAIN
@@ -104,7 +106,7 @@ class Attestation:
         check_chain_id(self.chain_id, what)
         get_int({"height": self.height}, "height", what, 1, MAX_HEIGHT)
         get_int({"round": self.round}, "round", what, 1, MAX_ROUND)
-        for name in ("header_hash", "verifier_key", "evidence"):
+        for name in ("header_hash", "verifier_key", "evidence", "bundle_entry"):
             v = getattr(self, name)
             if not isinstance(v, bytes) or len(v) != 32:
                 raise MalformedInput(f"{what}.{name}: expected 32 bytes")
@@ -150,6 +152,7 @@ class Attestation:
             "version": self.version, "chain_id": self.chain_id, "height": self.height, "round": self.round,
             "header_hash": self.header_hash.hex(), "verifier_key": self.verifier_key.hex(),
             "verdict": self.verdict, "tier": self.tier, "reason": self.reason, "evidence": self.evidence.hex(),
+            "bundle_entry": self.bundle_entry.hex(),
             "salt": None if self.salt is None else self.salt.hex(),
             "losses_prev": None if self.losses_prev is None else [f32hex(x) for x in self.losses_prev],
             "losses_next": None if self.losses_next is None else [f32hex(x) for x in self.losses_next],
@@ -185,6 +188,7 @@ class Attestation:
             verdict=get_field(obj, "verdict", str, what), tier=get_field(obj, "tier", str, what),
             reason=get_field(obj, "reason", str, what), evidence=hexbytes(obj["evidence"], f"{what}.evidence", 32),
             salt=None if obj["salt"] is None else hexbytes(obj["salt"], f"{what}.salt", 32),
+            bundle_entry=hexbytes(obj["bundle_entry"], f"{what}.bundle_entry", 32),
             losses_prev=losses("losses_prev"), losses_next=losses("losses_next"))
 
 

@@ -42,6 +42,7 @@ class BlockContext:
     header: Signed[Header] | None = None  # the recorded candidate
     update_sha256: bytes | None = None
     bundle_sha256: bytes | None = None
+    bundle_entry: bytes | None = None  # hash of the log entry that recorded the bundle (votes name it)
 
     @property
     def header_hash(self) -> bytes | None:
@@ -73,5 +74,6 @@ class BlockContext:
         return windows_of(ds.open_shard(self.shard, self.shard_key), self.windows, self.seq_len)
 
     def for_candidate(self, header: Signed[Header], update_sha256: bytes | None,
-                      bundle_sha256: bytes | None) -> BlockContext:
-        return replace(self, header=header, update_sha256=update_sha256, bundle_sha256=bundle_sha256)
+                      bundle_sha256: bytes | None, bundle_entry: bytes | None = None) -> BlockContext:
+        return replace(self, header=header, update_sha256=update_sha256, bundle_sha256=bundle_sha256,
+                       bundle_entry=bundle_entry)
