@@ -167,7 +167,7 @@ def test_shard_keys_are_released_in_order_once_each_with_their_round(tmp_path) -
 
 
 def test_a_node_that_rewrites_countersigned_history_gets_no_value(tmp_path) -> None:
-    """PROTOCOL 17: each reveal request carries the node's log from the last close the beacon countersigned.
+    """docs/protocol.md section 22: each reveal request carries the node's log from the last close the beacon countersigned.
     A node that forks off that history (rewrites a finished round, then asks for the next value) is refused,
     so a rewrite of anything before the last reveal also needs the beacon's key. Without the check the beacon
     signs a value for the forked log."""

@@ -1,4 +1,4 @@
-"""PROTOCOL 17: receipts, heads and the beacon's countersignature against an operator that rewrites history.
+"""docs/protocol.md section 22: receipts, heads and the beacon's countersignature against an operator that rewrites history.
 
 The attack (issue 22, 1): after an honest round was confirmed, the operator rebuilds its log from the same
 signed records up to the beacon reveal, then closes the proof window itself naming the candidate withheld

@@ -75,7 +75,7 @@ class Accepted:
 
 
 def _receipted(fn):  # noqa: ANN001, ANN202 - a Chain write method
-    """Answer the write with a node-signed receipt of the entry it became (PROTOCOL 17)."""
+    """Answer the write with a node-signed receipt of the entry it became (docs/protocol.md section 22)."""
     @functools.wraps(fn)
     def run(self, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
         out = fn(self, *args, **kw)
@@ -520,7 +520,7 @@ class Chain:
 
     def _beacon_segment(self) -> list[Entry]:
         """The log from the close the beacon last revealed against (genesis at first) through the open round's
-        submit close: the beacon checks that it extends the head it countersigned (PROTOCOL 17)."""
+        submit close: the beacon checks that it extends the head it countersigned (docs/protocol.md section 22)."""
         want, start, found = self.state.round.submit_close, self.state.seq, None
         revealed: bytes | None = None  # the close named by the last recorded reveal before this round's close
         while start > 0:

@@ -57,7 +57,7 @@ class ChainView:
 
     def attach(self, witness: Witness) -> None:
         """Keep receipts and the last head in ``witness`` (the role's directory): every write through this
-        view's client is receipted, and every refresh checks the log against them (PROTOCOL 17)."""
+        view's client is receipted, and every refresh checks the log against them (docs/protocol.md section 22)."""
         g = self.state.genesis
         witness.bind(g.chain_id, g.node_key)
         self.witness = witness

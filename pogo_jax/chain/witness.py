@@ -1,4 +1,4 @@
-"""``Witness``: what a role keeps so that it can prove which history the node showed it (PROTOCOL 17).
+"""``Witness``: what a role keeps so that it can prove which history the node showed it (docs/protocol.md section 22).
 
 Two things, in the role's own directory (never the node's):
 

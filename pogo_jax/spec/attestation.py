@@ -33,7 +33,7 @@ from pogo_jax.spec.header import MAX_HEIGHT, MAX_ROUND, check_chain_id
 from pogo_jax.spec.keys import PrivateKey
 from pogo_jax.spec.verdict import MEASURED_REASONS
 
-ATTEST_VERSION = 4  # v4: votes name the log entry of the bundle they judged (PROTOCOL 17)
+ATTEST_VERSION = 4  # v4: votes name the log entry of the bundle they judged (docs/protocol.md section 22)
 ATTEST_DOMAIN = b"pogo/attest/v1"
 MAX_WINDOWS = 4096  # = spec.rules.MAX_WINDOWS
 MAX_ATTESTATION_BYTES = (1 << 12) + 2 * 12 * MAX_WINDOWS  # two f32hex values a window, quotes and commas
