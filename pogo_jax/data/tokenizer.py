@@ -186,7 +186,10 @@ def train_tokenizer(texts: Iterable[str], vocab: int, out: str | Path) -> TokenI
         raise UserError("the corpus is empty: no text to train a tokenizer on")
     blob = tok.to_str().encode("utf-8")
     info = parse_tokenizer(blob, "the trained tokenizer")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write '{out}': {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)

@@ -196,7 +196,10 @@ class _Spool:
     file or record batch at a time and never held whole in memory."""
 
     def __init__(self, out: Path, dtype: np.dtype) -> None:
-        fd, self.path = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".stream")
+        try:
+            fd, self.path = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".stream")
+        except OSError as e:
+            raise UserError(f"cannot write beside '{out}': {e.strerror}") from None
         self.f, self.dtype, self.n = os.fdopen(fd, "wb"), np.dtype(dtype), 0
 
     def add(self, ids: np.ndarray) -> None:

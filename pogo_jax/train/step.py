@@ -373,8 +373,6 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
         raise UserError(f"--out '{out_dir}' is a file; choose a directory")
     ds = data.load_dataset(cfg.data)
     cfg, vocab_note = resolve_vocab(cfg, ds.vocab_size, ds.token_info is not None)
-    if jax.process_index() == 0:
-        print(f"model: {vocab_note}; data: {ds.source}", file=sys.stderr, flush=True)
     mesh = sharding.make_mesh(cfg.mesh)
     ckpt_dir = out_dir / "checkpoints"
     start_meta = None
@@ -388,6 +386,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     trainer = Trainer(cfg, mesh)  # validates mesh/batch before anything is written
     lead = jax.process_index() == 0
     if lead:
+        print(f"model: {vocab_note}; data: {ds.source}", file=sys.stderr, flush=True)  # after every input check
         out_dir.mkdir(parents=True, exist_ok=True)
     mngr = checkpoint.open_manager(ckpt_dir, cfg.train.keep_checkpoints)
     metrics_path = out_dir / "metrics.jsonl"
