@@ -26,7 +26,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """GPT-style byte-level decoder. Parameters are always float32 (the committed master copy)."""
+    """GPT-style decoder. Parameters are always float32 (the committed master copy). ``vocab_size`` comes
+    from the dataset (``resolve_vocab``): 256 (the default) is the byte vocabulary, and on a tokenized dataset
+    means "the dataset's, padded to a multiple of 128"; any other value must equal that."""
 
     vocab_size: int = 256
     d_model: int = 128
@@ -175,6 +177,31 @@ class Config:
 
 
 _SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+BYTE_VOCAB = 256
+VOCAB_MULTIPLE = 128
+
+
+def padded_vocab(n_ids: int) -> int:
+    """The model's vocabulary for a tokenizer of ``n_ids`` ids: the next multiple of 128 (matmul-friendly)."""
+    return -(-n_ids // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def resolve_vocab(cfg: Config, n_ids: int, tokenized: bool) -> tuple[Config, str]:
+    """``cfg`` with the model's vocab_size taken from its dataset (``n_ids`` ids; ``tokenized`` false for a byte
+    dataset) and a line saying so. A byte dataset keeps the config's value (256, or a larger one such as
+    gpt2-124m's benchmark shape); on a tokenized dataset the byte default 256 becomes the padded vocabulary
+    and any other value that is not it is an error."""
+    v = cfg.model.vocab_size
+    if not tokenized:
+        if n_ids > v:
+            raise UserError(f"model.vocab_size {v} is below the dataset's {n_ids} token ids")
+        return cfg, f"vocab_size {v} (byte dataset: 256 ids)"
+    want = padded_vocab(n_ids)
+    if v not in (BYTE_VOCAB, want):
+        raise UserError(f"model.vocab_size = {v} disagrees with the dataset's tokenizer ({n_ids} ids, padded to "
+                        f"{want}): set model.vocab_size={want} or leave it out")
+    new = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=want))
+    return new, f"vocab_size {want} from the dataset ({n_ids} ids padded to a multiple of {VOCAB_MULTIPLE})"
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

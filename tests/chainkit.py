@@ -8,6 +8,7 @@ the chain only ever sees signed bytes. A fake clock drives the windows.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,10 +19,13 @@ from pogo_jax.chain.beacon import BeaconService
 from pogo_jax.chain.chain import Chain
 from pogo_jax.chain.genesis import build_genesis
 from pogo_jax.chain.history import confirmed_state
+from pogo_jax.config import padded_vocab
+from pogo_jax.data.tokenizer import _byte_of_char, parse_tokenizer
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
 from pogo_jax.spec.attestation import ATTEST_VERSION, Attestation, sign_attestation
 from pogo_jax.spec.bundle import Bundle, LeafOpening
+from pogo_jax.spec.dataset import read_packed, width_for
 from pogo_jax.spec.envelope import seal
 from pogo_jax.spec.header import Header, sign_header
 from pogo_jax.spec.keys import key_from_seed, public_bytes
@@ -50,15 +54,47 @@ def key(name: str):
     return key_from_seed(hashlib.sha256(b"chainkit " + name.encode()).digest())
 
 
+def synthetic_tokenizer(vocab: int) -> bytes:
+    """A valid byte-level BPE tokenizer file of ``vocab`` ids: the 256 bytes, then merge j = token j // 256
+    followed by byte j % 256 (two-byte tokens, then three-byte ones past 65,792 ids)."""
+    chars = [c for c, _ in sorted(_byte_of_char().items(), key=lambda kv: kv[1])]
+    toks = list(chars)
+    merges = []
+    for j in range(vocab - 256):
+        a, b = toks[j // 256], chars[j % 256]
+        toks.append(a + b)
+        merges.append(f"{a} {b}")
+    vocab_map = {t: i for i, t in enumerate(toks)}
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    obj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+           "pre_tokenizer": bl, "post_processor": None, "decoder": bl,
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                     "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                     "vocab": vocab_map, "merges": merges}}
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
 def make_dataset(path: Path, n_bytes: int = 200_000, shard: int = 4096, seed: int = 0, sealed: int = 16,
-                 sealed_bytes: int = 1024) -> Path:
-    """A synthetic dataset with ``sealed`` evaluation shards; their keys go to ``path`` + ``.keys``."""
+                 sealed_bytes: int = 1024, vocab: int | None = None) -> Path:
+    """A synthetic dataset with ``sealed`` evaluation shards; their keys go to ``path`` + ``.keys``. With
+    ``vocab`` a tokenized one: random ids below ``vocab`` (n_bytes / width of them), a synthetic tokenizer."""
     rng = np.random.default_rng(seed)
-    tokens = rng.integers(32, 127, size=n_bytes, dtype=np.uint8)
     spec = SealSpec(sealed, sealed_bytes, path.with_name(path.name + ".keys"), seed=b"chainkit %d" % seed) \
         if sealed else None
-    _build(tokens, shard, 0.1, "synthetic", 1, 0, path, spec)
+    if vocab is None:
+        tokens = rng.integers(32, 127, size=n_bytes, dtype=np.uint8)
+        _build(tokens, shard, 0.1, "synthetic", 1, 0, path, spec)
+    else:
+        tok = parse_tokenizer(synthetic_tokenizer(vocab))
+        ids = rng.integers(0, vocab, size=n_bytes // width_for(vocab), dtype=np.int64)
+        _build(ids, shard, 0.1, "synthetic", 1, 0, path, spec, tok)
     return path
+
+
+def _model_of(data_file: Path) -> dict:
+    """The genesis model: seq_len 16, and a tokenized dataset's padded vocabulary."""
+    tokens = read_packed(data_file, verify=False).token_info
+    return {"seq_len": 16} | ({} if tokens is None else {"vocab_size": padded_vocab(tokens["vocab_size"])})
 
 
 def keys_of(path: Path) -> Path:
@@ -117,7 +153,7 @@ class Kit:
         if keys_of(data_file).is_file():
             self.beacon.add_keys(keys_of(data_file))
         genesis, blobs = build_genesis(
-            rules=self.rules, model={"seq_len": 16}, arrays=arrays, data_file=data_file,
+            rules=self.rules, model=_model_of(data_file), arrays=arrays, data_file=data_file,
             governance=self.gov, node_key=public_bytes(self.node_key), beacon=info, participants=parts)
         self.chain = Chain.create(self.tmp / "node", genesis, blobs, self.node_key, self.clock, self.beacon)
         self.chain_id = self.chain.state.genesis.chain_id

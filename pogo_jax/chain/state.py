@@ -352,7 +352,8 @@ class ChainState:
         seq_len = g.model.get("seq_len")
         if not isinstance(seq_len, int) or seq_len <= 0:
             raise MalformedInput("genesis model has no positive seq_len")
-        check_chain_dataset(g.data.manifest, seq_len, g.rules.m_windows, "genesis dataset")
+        check_chain_dataset(g.data.manifest, seq_len, g.rules.m_windows, "genesis dataset",
+                            g.model.get("vocab_size", 256))
         self.genesis, self.genesis_hash = g, signed.hash
         self.budget_left = g.rules.epoch_budget
         for p in g.participants:
@@ -385,7 +386,8 @@ class ChainState:
         if ep.epoch != len(self.epochs) + 1:
             raise Rejected("WRONG_EPOCH", f"epoch {ep.epoch} is not the next one ({len(self.epochs) + 1})")
         try:
-            check_chain_dataset(ep.data.manifest, self.seq_len(), self.rules.m_windows, "the epoch dataset")
+            check_chain_dataset(ep.data.manifest, self.seq_len(), self.rules.m_windows, "the epoch dataset",
+                                self.genesis.model.get("vocab_size", 256))
         except MalformedInput as e:
             raise Rejected("BAD_DATASET", str(e)) from None
         self.epochs.append(ep)

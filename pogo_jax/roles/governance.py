@@ -15,7 +15,7 @@ import numpy as np
 
 from pogo_jax.chain.chain import Chain
 from pogo_jax.chain.genesis import build_genesis, data_ref
-from pogo_jax.config import Config
+from pogo_jax.config import Config, resolve_vocab
 from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.spec import update as upd
 from pogo_jax.spec.dataset import check_chain_dataset
@@ -49,8 +49,11 @@ def create_chain(node_dir: str | Path, cfg: Config, governance: PrivateKey, node
 
     data = chain_data_file(cfg)
     ref = data_ref(data, b"\0" * 32)
+    tokens = ref.manifest.get("tokens")
+    cfg, _ = resolve_vocab(cfg, 256 if tokens is None else tokens["vocab_size"], tokens is not None)
     try:
-        check_chain_dataset(ref.manifest, cfg.model.seq_len, cfg.chain.m_windows, f"dataset {data}")
+        check_chain_dataset(ref.manifest, cfg.model.seq_len, cfg.chain.m_windows, f"dataset {data}",
+                            cfg.model.vocab_size)
     except MalformedInput as e:
         raise UserError(str(e)) from None
     theta = genesis_params(cfg) if arrays is None else arrays
@@ -72,7 +75,8 @@ def epoch_record(view, governance: PrivateKey, data_file: str | Path,  # noqa: A
     layout = st.genesis.layout
     ref = data_ref(data_file, hashlib.sha256(Path(data_file).read_bytes()).digest())
     try:
-        check_chain_dataset(ref.manifest, st.seq_len(), st.rules.m_windows, f"dataset {data_file}")
+        check_chain_dataset(ref.manifest, st.seq_len(), st.rules.m_windows, f"dataset {data_file}",
+                            st.genesis.model.get("vocab_size", 256))
     except MalformedInput as e:
         raise UserError(str(e)) from None
     sref, sb = None, None

@@ -10,17 +10,29 @@ a public token stream; version 2 also carries sealed evaluation shards (spec/sea
     offset 20  m bytes   manifest, canonical JSON (pogo_jax.spec.encoding.canonical)
                zero bytes up to the next multiple of 4096 (the data offset)
     data       n_bytes token bytes
-    sealed     (version 2) E x (shard_bytes + 16) bytes: each shard's AES-256-GCM ciphertext and tag;
-               the file ends exactly there
+    sealed     (version 2) E x (shard_bytes + 16) bytes: each shard's AES-256-GCM ciphertext and tag
+    tokenizer  (token datasets) tokens.tokenizer_bytes bytes: the tokenizer file; the file ends exactly there
 
 Manifest keys (exactly these): ``version``, ``n_bytes``, ``shard_size``, ``n_shards``,
 ``data_root`` (64 lowercase hex digits), ``train`` [start, end), ``eval`` [start, end), ``source``,
-``n_files``, ``n_skipped``, and in version 2 ``sealed`` (spec/sealed.py). No timestamps or absolute
-paths, so packing the same inputs twice gives the same bytes (sealing draws fresh keys and positions).
+``n_files``, ``n_skipped``, in version 2 ``sealed`` (spec/sealed.py), and for a tokenized dataset
+``tokens`` (below). No timestamps or absolute paths, so packing the same inputs twice gives the same bytes
+(sealing draws fresh keys and positions).
 
-``data_root`` (PROTOCOL section 6): the stream is cut into ``ceil(n_bytes / shard_size)`` shards of
-``shard_size`` bytes, the last one zero-padded; leaf ``i`` = shard ``i`` hashed with the
-``POGO-DATA-v1`` header; the tree is the RFC 9162 tree of ``pogo_jax.spec.merkle``.
+Tokens. A byte dataset (no ``tokens`` key: every dataset before tokenizers, and the embedded corpus) stores
+one byte per token, vocabulary 256. A tokenized dataset stores token ids little-endian, ``width`` bytes
+each: 2 (uint16) when the vocabulary has at most 65,536 ids, else 4 (uint32). Its manifest's ``tokens`` is
+``{"tokenizer": "byte-level-bpe", "vocab_size": V, "width": W, "tokenizer_sha256": hex,
+"tokenizer_bytes": T, "text_bytes": {"train": a, "eval": b[, "sealed": [c0, c1, ...]]}}``: the tokenizer
+file itself follows the sealed shards (so the manifest hash binds it and a verifier needs nothing else),
+and ``text_bytes`` counts the UTF-8 bytes of the text each split and each sealed shard decodes from (for
+bits per byte, pogo_jax.spec.units). Every size and offset in the manifest (``n_bytes``, ``shard_size``,
+``train``, ``eval``, ``sealed.shard_bytes``) counts bytes of the stored stream and is a multiple of W;
+``Dataset`` ranges count tokens.
+
+``data_root`` (PROTOCOL section 6): the stored stream (ids as little-endian bytes) is cut into
+``ceil(n_bytes / shard_size)`` shards of ``shard_size`` bytes, the last one zero-padded; leaf ``i`` =
+shard ``i`` hashed with the ``POGO-DATA-v1`` header; the tree is the RFC 9162 tree of ``pogo_jax.spec.merkle``.
 
 Split rule: ``eval_start = floor((n_bytes - ceil(eval_fraction * n_bytes)) / shard_size) * shard_size``;
 train is ``[0, eval_start)``, eval/challenge is ``[eval_start, n_bytes)``. The eval split starts on a
@@ -49,7 +61,7 @@ import numpy as np
 from pogo_jax.errors import MalformedInput, UserError
 from pogo_jax.spec import merkle as merkle_host
 from pogo_jax.spec.encoding import canonical, exact_keys, get_field, get_int, hexbytes, parse_canonical
-from pogo_jax.spec.sealed import Sealed
+from pogo_jax.spec.sealed import Sealed, token_dtype
 
 DATA_FORMAT_VERSION = 1  # public tokens only
 SEALED_FORMAT_VERSION = 2  # public tokens and sealed evaluation shards (PROTOCOL 14)
@@ -62,13 +74,36 @@ DEFAULT_SHARD_SIZE = 65536
 DEFAULT_EVAL_FRACTION = 0.05
 _MANIFEST_KEYS = {"version", "n_bytes", "shard_size", "n_shards", "data_root", "train", "eval", "source",
                   "n_files", "n_skipped"}
+_TOKENS_KEYS = {"tokenizer", "vocab_size", "width", "tokenizer_sha256", "tokenizer_bytes", "text_bytes"}
+TOKENIZER_KIND = "byte-level-bpe"
+BYTE_VOCAB = 256
+MAX_VOCAB = 1 << 32
+MAX_TOKENIZER_BYTES = 1 << 26
 
-Range = tuple[int, int]  # [start, end) byte offsets
+Range = tuple[int, int]  # [start, end) offsets (bytes in the manifest, tokens in a Dataset)
+
+
+def width_for(vocab_size: int) -> int:
+    """Bytes per stored id: 2 (uint16) up to 65,536 ids, else 4 (uint32)."""
+    if not 1 <= vocab_size <= MAX_VOCAB:
+        raise UserError(f"a vocabulary of {vocab_size} ids is outside [1, 2**32]")
+    return 2 if vocab_size <= 1 << 16 else 4
+
+
+def stream_bytes(tokens: np.ndarray) -> np.ndarray:
+    """The stored stream: uint8 as is, uint16/uint32 ids as their little-endian bytes (a view when possible)."""
+    arr = np.ascontiguousarray(tokens).reshape(-1)
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind != "u" or arr.dtype.itemsize not in (2, 4):
+        raise ValueError(f"tokens must be uint8, uint16 or uint32, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=token_dtype(arr.dtype.itemsize)).view(np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A loaded dataset. ``tokens`` is a read-only memmap of the whole stream (train + eval)."""
+    """A loaded dataset. ``tokens`` is a read-only memmap of the whole stream (train + eval) as token ids
+    (uint8 for a byte dataset, uint16/uint32 for a tokenized one); the ranges count tokens."""
 
     tokens: np.ndarray
     manifest: dict
@@ -78,6 +113,7 @@ class Dataset:
     eval_range: Range
     sealed: Sealed | None = None  # the sealed evaluation shards (format version 2)
     ciphers: np.ndarray | None = None  # their ciphertexts with tags, (E, shard_bytes + 16) uint8 memmap
+    tokenizer: bytes | None = None  # the tokenizer file (tokenized datasets), checked against the manifest
 
     def cipher(self, index: int) -> bytes:
         """The stored ciphertext (with its tag) of sealed shard ``index``."""
@@ -91,7 +127,33 @@ class Dataset:
 
     @property
     def n_bytes(self) -> int:
+        """Bytes of the stored stream (tokens x width)."""
+        return int(self.tokens.shape[0]) * self.width
+
+    @property
+    def n_tokens(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def token_info(self) -> dict | None:
+        """The manifest's ``tokens`` section (None for a byte dataset)."""
+        return self.manifest.get("tokens")
+
+    @property
+    def width(self) -> int:
+        return 1 if self.token_info is None else int(self.token_info["width"])
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids the tokenizer can produce (256 for bytes); the model pads it (pogo_jax.config.resolve_vocab)."""
+        return BYTE_VOCAB if self.token_info is None else int(self.token_info["vocab_size"])
+
+    def text_bytes(self, part: str) -> int:
+        """UTF-8 bytes of the text that split ``part`` ("train" or "eval") decodes from."""
+        if self.token_info is None:
+            lo, hi = self.train_range if part == "train" else self.eval_range
+            return hi - lo
+        return int(self.token_info["text_bytes"][part])
 
     @property
     def shard_size(self) -> int:
@@ -108,10 +170,9 @@ class Dataset:
 
 
 def compute_data_root(tokens: np.ndarray, shard_size: int) -> bytes:
-    """Merkle root over ``shard_size``-byte shards (last one zero-padded), tag POGO-DATA-v1."""
-    arr = np.ascontiguousarray(tokens).reshape(-1)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"tokens must be uint8, got {arr.dtype}")
+    """Merkle root over ``shard_size``-byte shards of the stored stream (last one zero-padded), tag
+    POGO-DATA-v1; uint16/uint32 ids are hashed as their little-endian bytes."""
+    arr = stream_bytes(tokens)
     if shard_size <= 0:
         raise ValueError("shard_size must be positive")
     n = arr.shape[0]
@@ -144,12 +205,15 @@ def split_ranges(n_bytes: int, shard_size: int, eval_fraction: float) -> tuple[R
 
 
 def make_manifest(n_bytes: int, shard_size: int, root: bytes, train: tuple[int, int], ev: tuple[int, int],
-                  source: str, n_files: int, n_skipped: int, sealed: Sealed | None = None) -> dict[str, Any]:
+                  source: str, n_files: int, n_skipped: int, sealed: Sealed | None = None,
+                  tokens: dict | None = None) -> dict[str, Any]:
     m = {"version": DATA_FORMAT_VERSION if sealed is None else SEALED_FORMAT_VERSION, "n_bytes": n_bytes,
          "shard_size": shard_size, "n_shards": -(-n_bytes // shard_size), "data_root": root.hex(),
          "train": list(train), "eval": list(ev), "source": source, "n_files": n_files, "n_skipped": n_skipped}
     if sealed is not None:
         m["sealed"] = sealed.to_obj()
+    if tokens is not None:
+        m["tokens"] = tokens
     return m
 
 
@@ -180,7 +244,8 @@ def _check_out(out: Path) -> None:
         raise UserError(f"cannot write '{out}': directory '{parent}' does not exist")
 
 
-def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray, ciphers: list[bytes] = ()) -> None:
+def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray, ciphers: list[bytes] = (),
+                  tokenizer: bytes = b"") -> None:
     """Write the packed file atomically: temp file in the same directory, fsync, ``os.replace``."""
     blob = canonical(manifest)
     if len(blob) > MAX_MANIFEST_BYTES:
@@ -199,9 +264,10 @@ def _write_packed(out: Path, manifest: dict[str, Any], tokens: np.ndarray, ciphe
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared dataset from other users
             f.write(head)
-            f.write(memoryview(np.ascontiguousarray(tokens, dtype=np.uint8)))
+            f.write(memoryview(stream_bytes(tokens)))
             for c in ciphers:
                 f.write(c)
+            f.write(tokenizer)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
@@ -221,17 +287,51 @@ def _pair(obj: dict, key: str, what: str) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
+def _parse_tokens(obj: Any, sealed: bool, what: str) -> int:
+    """Check a ``tokens`` section; returns its width."""
+    exact_keys(obj, _TOKENS_KEYS, what)
+    if get_field(obj, "tokenizer", str, what) != TOKENIZER_KIND:
+        raise MalformedInput(f"{what}.tokenizer: only {TOKENIZER_KIND!r} is defined")
+    v = get_int(obj, "vocab_size", what, 1, MAX_VOCAB)
+    w = get_int(obj, "width", what)
+    if w != width_for(v):
+        raise MalformedInput(f"{what}.width: {w}, but a vocabulary of {v} ids is stored with width {width_for(v)}")
+    hexbytes(obj["tokenizer_sha256"], f"{what}.tokenizer_sha256", 32)
+    get_int(obj, "tokenizer_bytes", what, 1, MAX_TOKENIZER_BYTES)
+    tb = get_field(obj, "text_bytes", dict, f"{what}")
+    exact_keys(tb, {"train", "eval"} | ({"sealed"} if sealed else set()), f"{what}.text_bytes")
+    get_int(tb, "train", f"{what}.text_bytes", 0, 2**62)
+    get_int(tb, "eval", f"{what}.text_bytes", 0, 2**62)
+    if sealed:
+        xs = get_field(tb, "sealed", list, f"{what}.text_bytes")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**62 for x in xs):
+            raise MalformedInput(f"{what}.text_bytes.sealed: expected non-negative integers")
+    return w
+
+
+def manifest_width(manifest: dict) -> int:
+    """Bytes per token id of a parsed manifest (1 for a byte dataset)."""
+    return int(manifest["tokens"]["width"]) if "tokens" in manifest else 1
+
+
 def parse_manifest(obj: Any, what: str) -> dict:
     """Check every manifest field and its consistency before anything trusts it."""
     version = get_int(obj, "version", what)
     if version not in (DATA_FORMAT_VERSION, SEALED_FORMAT_VERSION):
         raise MalformedInput(f"{what}: manifest version {version} is neither {DATA_FORMAT_VERSION} nor "
                              f"{SEALED_FORMAT_VERSION}")
-    exact_keys(obj, _MANIFEST_KEYS | ({"sealed"} if version == SEALED_FORMAT_VERSION else set()), what)
-    if version == SEALED_FORMAT_VERSION:
-        Sealed.from_obj(obj["sealed"], f"{what}.sealed")
+    sealed = version == SEALED_FORMAT_VERSION
+    exact_keys(obj, _MANIFEST_KEYS | ({"sealed"} if sealed else set()) | ({"tokens"} if "tokens" in obj else set()),
+               what)
+    w = _parse_tokens(obj["tokens"], sealed, f"{what}.tokens") if "tokens" in obj else 1
+    if sealed:
+        s_obj = Sealed.from_obj(obj["sealed"], f"{what}.sealed", w)
+        if w > 1 and len(obj["tokens"]["text_bytes"]["sealed"]) != s_obj.n:
+            raise MalformedInput(f"{what}.tokens.text_bytes.sealed: one count per sealed shard ({s_obj.n})")
     n = get_int(obj, "n_bytes", what, 1, 2**62)
     s = get_int(obj, "shard_size", what, 1, MAX_SHARD_SIZE)
+    if n % w or s % w:
+        raise MalformedInput(f"{what}: n_bytes {n} and shard_size {s} must be multiples of the token width {w}")
     if get_int(obj, "n_shards", what) != -(-n // s):
         raise MalformedInput(f"{what}: n_shards does not match n_bytes and shard_size")
     hexbytes(obj["data_root"], f"{what}.data_root", 32)
@@ -287,23 +387,34 @@ def read_packed(source: Path | bytes, verify: bool) -> Dataset:
     root = bytes.fromhex(manifest["data_root"])
     train, ev = _pair(manifest, "train", what), _pair(manifest, "eval", what)
     n = manifest["n_bytes"]
-    sealed = Sealed.from_obj(manifest["sealed"], "sealed") if "sealed" in manifest else None
+    sealed = sealed_of(manifest)
     extra = 0 if sealed is None else sealed.stored_bytes
-    if size != offset + n + extra:
-        state = "truncated" if size < offset + n + extra else "longer than its manifest says"
-        raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n + extra}")
-    ciphers = None
+    info = manifest.get("tokens")
+    w, n_tok = manifest_width(manifest), (0 if info is None else info["tokenizer_bytes"])
+    if size != offset + n + extra + n_tok:
+        state = "truncated" if size < offset + n + extra + n_tok else "longer than its manifest says"
+        raise MalformedInput(f"{what} is {state}: {size} bytes, expected {offset + n + extra + n_tok}")
+    ciphers, tokenizer, dt = None, None, token_dtype(w)
     if isinstance(source, bytes):
-        tokens, path = np.frombuffer(source, dtype=np.uint8, count=n, offset=offset), Path("<bytes>")
+        tokens, path = np.frombuffer(source, dtype=dt, count=n // w, offset=offset), Path("<bytes>")
         if sealed is not None:
             ciphers = np.frombuffer(source, dtype=np.uint8, count=extra, offset=offset + n).reshape(sealed.n, -1)
+        if info is not None:
+            tokenizer = source[offset + n + extra:]
     else:
-        tokens, path = np.memmap(source, dtype=np.uint8, mode="r", offset=offset, shape=(n,)), Path(source)
+        tokens, path = np.memmap(source, dtype=dt, mode="r", offset=offset, shape=(n // w,)), Path(source)
         if sealed is not None:
             ciphers = np.memmap(source, dtype=np.uint8, mode="r", offset=offset + n,
                                 shape=(sealed.n, extra // sealed.n))
-    ds = Dataset(tokens=tokens, manifest=manifest, path=path, data_root=root, train_range=train, eval_range=ev,
-                 sealed=sealed, ciphers=ciphers)
+        if info is not None:
+            with open(source, "rb") as f:
+                f.seek(offset + n + extra)
+                tokenizer = f.read(n_tok)
+    if info is not None and hashlib.sha256(tokenizer).hexdigest() != info["tokenizer_sha256"]:
+        raise MalformedInput(f"{what} is corrupt: its tokenizer file does not hash to the manifest's tokenizer_sha256")
+    ds = Dataset(tokens=tokens, manifest=manifest, path=path, data_root=root,
+                 train_range=(train[0] // w, train[1] // w), eval_range=(ev[0] // w, ev[1] // w), sealed=sealed,
+                 ciphers=ciphers, tokenizer=tokenizer)
     if verify:
         got = compute_data_root(tokens, manifest["shard_size"])
         if got != root:
@@ -342,13 +453,20 @@ def verify_against(ds: Dataset, data_root: bytes, expected_manifest_hash: bytes,
 
 
 def sealed_of(manifest: dict) -> Sealed | None:
-    """The manifest's sealed shards (None for a version 1, public-only dataset)."""
-    return Sealed.from_obj(manifest["sealed"], "sealed") if "sealed" in manifest else None
+    """The manifest's sealed shards, with its token width (None for a version 1, public-only dataset)."""
+    return Sealed.from_obj(manifest["sealed"], "sealed", manifest_width(manifest)) if "sealed" in manifest else None
 
 
-def check_chain_dataset(manifest: dict, seq_len: int, m_windows: int, what: str) -> None:
+def check_chain_dataset(manifest: dict, seq_len: int, m_windows: int, what: str,
+                        vocab_size: int | None = None) -> None:
     """A v3 chain judges rounds on sealed shards: refuse (one line, with the fix) a dataset without them or
-    whose shards hold fewer than ``m_windows`` windows of ``seq_len``."""
+    whose shards hold fewer than ``m_windows`` windows of ``seq_len``; with ``vocab_size`` (the chain
+    model's), also one whose token ids would not fit the model's embedding."""
+    if vocab_size is not None:
+        v = BYTE_VOCAB if "tokens" not in manifest else manifest["tokens"]["vocab_size"]
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < v:
+            raise MalformedInput(f"{what} has {v} token ids, the chain's model embeds {vocab_size!r}: pack the data "
+                                 f"with the chain's tokenizer")
     s = sealed_of(manifest)
     if s is None:
         raise MalformedInput(f"{what} has no sealed evaluation shards, and a v3 chain judges every round on one: "
@@ -358,4 +476,4 @@ def check_chain_dataset(manifest: dict, seq_len: int, m_windows: int, what: str)
     if s.n_windows(seq_len) < m_windows:
         raise MalformedInput(f"{what}: a sealed shard of {s.shard_bytes} bytes holds {s.n_windows(seq_len)} "
                              f"windows of {seq_len} tokens, the chain evaluates {m_windows}: reseal with "
-                             f"--sealed-bytes {m_windows * seq_len + 1} or more")
+                             f"--sealed-bytes {(m_windows * seq_len + 1) * s.width} or more")

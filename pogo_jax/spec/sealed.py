@@ -13,8 +13,9 @@ The additional data of shard ``i`` is ``"pogo/sealed/v1" || uint32_le(i)``, so s
 
 The keys live only in the *keys file* (``write_keys``), which goes to the beacon service and nobody
 else; the beacon releases shard ``i``'s key with the beacon value of the ``i``-th round judged on this
-dataset. Window ``j`` of a shard covers plaintext bytes ``[j * seq_len, j * seq_len + seq_len + 1)``.
-Numpy and pycryptodome only.
+dataset. A shard's plaintext is token ids, little-endian, ``width`` bytes each (1 for byte datasets; the
+manifest's ``tokens`` section gives 2 or 4 for a tokenized one); window ``j`` of a shard covers its tokens
+``[j * seq_len, j * seq_len + seq_len + 1)``. Numpy and pycryptodome only.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Sealed:
 
     shard_bytes: int
     shards: tuple[ShardEntry, ...]
+    width: int = 1  # bytes per token id (not serialized: the manifest's ``tokens`` section says it)
 
     @property
     def n(self) -> int:
@@ -91,28 +93,36 @@ class Sealed:
     def to_obj(self) -> dict:
         return {"cipher": CIPHER, "shard_bytes": self.shard_bytes, "shards": [s.to_obj() for s in self.shards]}
 
+    @property
+    def shard_tokens(self) -> int:
+        return self.shard_bytes // self.width
+
     @classmethod
-    def from_obj(cls, obj: Any, what: str) -> Sealed:
+    def from_obj(cls, obj: Any, what: str, width: int = 1) -> Sealed:
         exact_keys(obj, {"cipher", "shard_bytes", "shards"}, what)
         if get_field(obj, "cipher", str, what) != CIPHER:
             raise MalformedInput(f"{what}.cipher: only {CIPHER} is defined")
         shards = get_field(obj, "shards", list, what)
         if not 1 <= len(shards) <= MAX_SEALED_SHARDS:
             raise MalformedInput(f"{what}.shards: between 1 and {MAX_SEALED_SHARDS} shards")
-        return cls(get_int(obj, "shard_bytes", what, 2, MAX_SEALED_BYTES),
-                   tuple(ShardEntry.from_obj(s, f"{what}.shards[{i}]") for i, s in enumerate(shards)))
+        size = get_int(obj, "shard_bytes", what, 2, MAX_SEALED_BYTES)
+        if size % width or size // width < 2:
+            raise MalformedInput(f"{what}.shard_bytes: {size} is not a whole number (>= 2) of {width}-byte tokens")
+        return cls(size, tuple(ShardEntry.from_obj(s, f"{what}.shards[{i}]") for i, s in enumerate(shards)), width)
 
     def n_windows(self, seq_len: int) -> int:
-        """Evaluation windows one shard holds for a model of ``seq_len``."""
-        return (self.shard_bytes - 1) // seq_len if seq_len > 0 and self.shard_bytes > seq_len else 0
+        """Evaluation windows one shard holds for a model of ``seq_len`` (windows count tokens)."""
+        n = self.shard_tokens
+        return (n - 1) // seq_len if seq_len > 0 and n > seq_len else 0
 
     def check_cipher(self, index: int, cipher: bytes) -> None:
         if hashlib.sha256(cipher).digest() != self.shards[index].cipher_sha256:
             raise MalformedInput(f"sealed shard {index}: its ciphertext does not hash to the manifest's")
 
     def open(self, index: int, cipher: bytes, key: bytes) -> np.ndarray:
-        """The plaintext of shard ``index`` (uint8), checked against the key hash and the plaintext hash;
-        MalformedInput for a wrong key, a forged ciphertext or a plaintext the manifest did not commit to."""
+        """The plaintext of shard ``index`` as token ids (uint8, or little-endian uint16/uint32), checked against
+        the key hash and the plaintext hash; MalformedInput for a wrong key, a forged ciphertext or a plaintext
+        the manifest did not commit to."""
         if not 0 <= index < self.n:
             raise MalformedInput(f"sealed shard {index} does not exist (the dataset has {self.n})")
         e = self.shards[index]
@@ -129,10 +139,18 @@ class Sealed:
             raise MalformedInput(f"sealed shard {index}: the ciphertext does not authenticate under its key") from None
         if hashlib.sha256(plain).digest() != e.plain_sha256:
             raise MalformedInput(f"sealed shard {index}: decrypts to bytes the manifest did not commit to")
-        return np.frombuffer(plain, dtype=np.uint8)
+        return np.frombuffer(plain, dtype=token_dtype(self.width))
 
 
-def seal(plains: Sequence[bytes], shard_bytes: int, rand=os.urandom) -> tuple[Sealed, list[bytes], list[bytes]]:  # noqa: ANN001
+def token_dtype(width: int) -> np.dtype:
+    """The stored id type: uint8 (bytes), or little-endian uint16 / uint32 (PROTOCOL 14, dataset ``tokens``)."""
+    if width not in (1, 2, 4):
+        raise ValueError(f"token width {width} is not 1, 2 or 4")
+    return np.dtype(np.uint8) if width == 1 else np.dtype(f"<u{width}")
+
+
+def seal(plains: Sequence[bytes], shard_bytes: int, rand=os.urandom,  # noqa: ANN001
+         width: int = 1) -> tuple[Sealed, list[bytes], list[bytes]]:
     """Encrypt each plaintext (all ``shard_bytes`` long) under a fresh random key: the manifest section,
     the ciphertexts (tag appended) and the keys, in shard order. ``rand(n)`` gives the key and nonce bytes
     (``os.urandom``; tests pass a seeded stream to pin golden bytes)."""
@@ -148,7 +166,7 @@ def seal(plains: Sequence[bytes], shard_bytes: int, rand=os.urandom) -> tuple[Se
         entries.append(ShardEntry(nonce, key_hash(key), hashlib.sha256(p).digest(), hashlib.sha256(blob).digest()))
         ciphers.append(blob)
         keys.append(key)
-    return Sealed(shard_bytes, tuple(entries)), ciphers, keys
+    return Sealed(shard_bytes, tuple(entries), width), ciphers, keys
 
 
 def seeded_bytes(seed: bytes):  # noqa: ANN201 - callable(n) -> bytes
@@ -167,7 +185,7 @@ def seeded_bytes(seed: bytes):  # noqa: ANN201 - callable(n) -> bytes
 
 
 def windows_of(plain: np.ndarray, indices: Iterable[int], seq_len: int) -> np.ndarray:
-    """(len(indices), seq_len + 1) uint8 windows of a shard's plaintext: window j starts at j * seq_len."""
+    """(len(indices), seq_len + 1) windows of a shard's token ids (its dtype): window j starts at j * seq_len."""
     n = (plain.shape[0] - 1) // seq_len
     idx = np.asarray([int(i) for i in indices], dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n):

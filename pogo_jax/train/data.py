@@ -1,12 +1,16 @@
-"""Byte-level datasets: the packed ``.pogodata`` file, its ``data_root``, train batches, eval windows.
+"""Datasets: the packed ``.pogodata`` file, its ``data_root``, train batches, eval windows.
 
-Tokens are bytes (vocab 256), so a dataset is one uint8 stream and nothing is downloaded at run time.
-The embedded default corpus is the source of the running interpreter's standard library: every
-``*.py`` below ``sysconfig.get_paths()["stdlib"]`` (skipping ``site-packages``, ``dist-packages`` and
-``__pycache__``), ordered by relative POSIX path compared as UTF-8 bytes, concatenated as raw bytes
-with no separator. It is built once and cached in ``$POGO_CACHE_DIR`` (default ``~/.cache/pogo-jax``)
-as ``stdlib-<python version>.pogodata``. Different Python builds give different corpora and roots,
-which is why ``check_data_root`` exists and why a chain can name a packed file instead.
+The dataset chooses the tokens, never the miner: a byte dataset (vocab 256, one uint8 stream; the default
+and the embedded corpus) or a tokenized one (``pack(..., tokenizer=tok.json)``: byte-level BPE ids stored
+as uint16 or uint32, the tokenizer file inside; pogo_jax.data.tokenizer). Batches and windows are ids of
+the dataset's width. Nothing is downloaded at run time.
+
+The embedded default corpus is the source of the running interpreter's standard library: every ``*.py`` below
+``sysconfig.get_paths()["stdlib"]`` (skipping ``site-packages``, ``dist-packages`` and ``__pycache__``),
+ordered by relative POSIX path compared as UTF-8 bytes, concatenated as raw bytes with no separator. It is
+built once and cached in ``$POGO_CACHE_DIR`` (default ``~/.cache/pogo-jax``) as ``stdlib-<python
+version>.pogodata``. Different Python builds give different corpora and roots, which is why
+``check_data_root`` exists and why a chain can name a packed file instead.
 
 The byte rules (packed format, manifest, ``data_root``, split) live in ``pogo_jax.spec.dataset``.
 
@@ -15,19 +19,23 @@ This module never imports jax.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import random
 import secrets
 import sysconfig
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pogo_jax.data import importers
+from pogo_jax.data.tokenizer import Encoder, TokenInfo, load_tokenizer, parse_tokenizer
 from pogo_jax.errors import UserError
 from pogo_jax.spec import sealed as sealed_shards
 from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported for callers
@@ -35,6 +43,7 @@ from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported 
     DEFAULT_EVAL_FRACTION,
     DEFAULT_SHARD_SIZE,
     MAX_SHARD_SIZE,
+    TOKENIZER_KIND,
     Dataset,
     _check_out,
     _write_packed,
@@ -43,6 +52,8 @@ from pogo_jax.spec.dataset import (  # noqa: F401 - the byte rules, re-exported 
     manifest_hash,
     read_packed,
     split_ranges,
+    stream_bytes,
+    width_for,
 )
 from pogo_jax.spec.encoding import hexbytes
 from pogo_jax.spec.sealed import MAX_SEALED_BYTES, MAX_SEALED_SHARDS
@@ -50,9 +61,8 @@ from pogo_jax.spec.sealed import MAX_SEALED_BYTES, MAX_SEALED_SHARDS
 if TYPE_CHECKING:
     from pogo_jax.config import DataConfig
 
-_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 DEFAULT_SEALED_BYTES = 65536  # a sealed shard: 511 windows of 128 tokens (small), 1023 of 64 (tiny)
-Range = tuple[int, int]  # [start, end) byte offsets
+Range = tuple[int, int]  # [start, end) token offsets
 
 log = logging.getLogger(__name__)
 
@@ -66,32 +76,7 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------- gather
 
 
-def _sort_key(rel: str) -> bytes:
-    return rel.encode("utf-8", "surrogateescape")
-
-
-def _walk(root: Path, suffix: str | None, skip_hidden: bool) -> list[tuple[str, Path]]:
-    """All files below ``root`` as (relative POSIX path, path), sorted by the path's UTF-8 bytes."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not (skip_hidden and d.startswith("."))]
-        for name in filenames:
-            if (suffix and not name.endswith(suffix)) or (skip_hidden and name.startswith(".")):
-                continue
-            p = Path(dirpath, name)
-            found.append((p.relative_to(root).as_posix(), p))
-    found.sort(key=lambda t: _sort_key(t[0]))
-    return found
-
-
-def _is_text(data: bytes) -> bool:
-    if b"\x00" in data:
-        return False
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+_walk = importers.walk  # the embedded corpus and the importers share one file order
 
 
 def _check_split_args(shard_size: int, eval_fraction: float) -> None:
@@ -125,40 +110,66 @@ class SealSpec:
         _check_out(Path(self.keys_out))
 
 
-def carve_sealed(arr: np.ndarray, spec: SealSpec) -> tuple[np.ndarray, list[bytes]]:
-    """Take ``spec.n`` shards of ``spec.shard_bytes`` out of the stream at secret random aligned positions:
-    the rest (in order) is the public stream, so the sealed text comes from the same corpus as the training
-    text and nothing public says where it was."""
-    slots = arr.shape[0] // spec.shard_bytes
+def carve_sealed(arr: np.ndarray, spec: SealSpec, width: int = 1) -> tuple[np.ndarray, list[bytes]]:
+    """Take ``spec.n`` shards of ``spec.shard_bytes`` (``shard_bytes / width`` tokens) out of the stream at
+    secret random aligned positions: the rest (in order) is the public stream, so the sealed text comes from
+    the same corpus as the training text and nothing public says where it was. Plaintexts are the shards'
+    stored (little-endian) bytes."""
+    size = spec.shard_bytes // width
+    slots = arr.shape[0] // size
     if spec.n * 4 > slots:
-        raise UserError(f"a stream of {arr.shape[0]} bytes has {slots} slots of {spec.shard_bytes} bytes: too few "
+        raise UserError(f"a stream of {arr.shape[0]} tokens has {slots} slots of {size} tokens: too few "
                         f"to seal {spec.n} and keep three quarters public (use fewer or smaller sealed shards)")
     draw = secrets.SystemRandom() if spec.seed is None else random.Random(spec.seed)
     picked = sorted(draw.sample(range(slots), spec.n))
     keep = np.ones(arr.shape[0], dtype=bool)
     plains = []
     for k in picked:
-        lo = k * spec.shard_bytes
-        plains.append(arr[lo:lo + spec.shard_bytes].tobytes())
-        keep[lo:lo + spec.shard_bytes] = False
+        lo = k * size
+        plains.append(stream_bytes(arr[lo:lo + size]).tobytes())
+        keep[lo:lo + size] = False
     return arr[keep], plains
 
 
+def _tokens_section(arr: np.ndarray, tok: TokenInfo, train_end: int, plains: Sequence[bytes]) -> dict:
+    """The manifest's ``tokens``: tokenizer hash and size, width, and the text bytes of each split/shard."""
+    dt = sealed_shards.token_dtype(width_for(tok.vocab_size))
+    tb = {"train": tok.text_bytes(arr[:train_end]), "eval": tok.text_bytes(arr[train_end:])}
+    if plains:
+        tb["sealed"] = [tok.text_bytes(np.frombuffer(p, dtype=dt)) for p in plains]
+    return {"tokenizer": TOKENIZER_KIND, "vocab_size": tok.vocab_size, "width": width_for(tok.vocab_size),
+            "tokenizer_sha256": tok.sha256.hex(), "tokenizer_bytes": len(tok.blob), "text_bytes": tb}
+
+
 def _build(tokens: bytes | bytearray | np.ndarray, shard_size: int, eval_fraction: float, source: str, n_files: int,
-           n_skipped: int, out: Path, seal_spec: SealSpec | None = None) -> Dataset:
+           n_skipped: int, out: Path, seal_spec: SealSpec | None = None, tok: TokenInfo | None = None) -> Dataset:
+    """Write a dataset from its whole token stream: bytes (``tok`` None) or ids of ``tok``'s vocabulary."""
     _check_split_args(shard_size, eval_fraction)
     if len(tokens) == 0:
         raise UserError(f"the dataset is empty ({source}); give non-empty text files")
     arr = np.frombuffer(tokens, dtype=np.uint8) if not isinstance(tokens, np.ndarray) else tokens
-    sealed, ciphers, keys = None, [], []
+    width = 1
+    if tok is not None:
+        width = width_for(tok.vocab_size)
+        if shard_size % width or (seal_spec is not None and seal_spec.shard_bytes % width):
+            raise UserError(f"--shard-size and --sealed-bytes must be multiples of the token width: {width} bytes "
+                            f"for a vocabulary of {tok.vocab_size} ids")
+        if int(arr.max()) >= tok.vocab_size or (arr.dtype.kind == "i" and int(arr.min()) < 0):
+            raise UserError(f"token ids outside the tokenizer's [0, {tok.vocab_size})")
+        arr = np.asarray(arr, dtype=sealed_shards.token_dtype(width))
+    elif arr.dtype != np.uint8:
+        raise UserError(f"a byte dataset holds uint8, got {arr.dtype} (token ids need a tokenizer)")
+    sealed, ciphers, keys, plains = None, [], [], []
     if seal_spec is not None:
         seal_spec.check()
-        arr, plains = carve_sealed(arr, seal_spec)
-        sealed, ciphers, keys = sealed_shards.seal(plains, seal_spec.shard_bytes, seal_spec.rand())
-    train, ev = split_ranges(arr.shape[0], shard_size, eval_fraction)
+        arr, plains = carve_sealed(arr, seal_spec, width)
+        sealed, ciphers, keys = sealed_shards.seal(plains, seal_spec.shard_bytes, seal_spec.rand(), width)
+    n_bytes = arr.shape[0] * width
+    train, ev = split_ranges(n_bytes, shard_size, eval_fraction)
     root = compute_data_root(arr, shard_size)
-    manifest = make_manifest(arr.shape[0], shard_size, root, train, ev, source, n_files, n_skipped, sealed)
-    _write_packed(out, manifest, arr, ciphers)
+    section = None if tok is None else _tokens_section(arr, tok, train[1] // width, plains)
+    manifest = make_manifest(n_bytes, shard_size, root, train, ev, source, n_files, n_skipped, sealed, section)
+    _write_packed(out, manifest, arr, ciphers, b"" if tok is None else tok.blob)
     if seal_spec is not None:
         try:
             sealed_shards.write_keys(seal_spec.keys_out, manifest_hash(manifest), keys)
@@ -173,64 +184,125 @@ def seal_dataset(src: str | Path, out: str | Path, spec: SealSpec) -> Dataset:
     ds = read_packed(Path(src).expanduser(), verify=True)
     if ds.sealed is not None:
         raise UserError(f"'{src}' is already sealed ({ds.sealed.n} shards)")
-    n, ev = ds.n_bytes, ds.eval_range
+    n, ev = ds.n_tokens, ds.eval_range
     frac = (ev[1] - ev[0]) / n
+    tok = None if ds.tokenizer is None else parse_tokenizer(ds.tokenizer, f"the tokenizer inside '{src}'")
     return _build(np.asarray(ds.tokens), ds.shard_size, min(max(frac, 1e-6), 0.5), ds.source, ds.manifest["n_files"],
-                  ds.manifest["n_skipped"], Path(out), spec)
+                  ds.manifest["n_skipped"], Path(out), spec, tok)
+
+
+class _Spool:
+    """The token stream on disk while it is made (a temp file beside the output): the corpus is read one
+    file or record batch at a time and never held whole in memory."""
+
+    def __init__(self, out: Path, dtype: np.dtype) -> None:
+        try:
+            fd, self.path = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".stream")
+        except OSError as e:
+            raise UserError(f"cannot write beside '{out}': {e.strerror}") from None
+        self.f, self.dtype, self.n = os.fdopen(fd, "wb"), np.dtype(dtype), 0
+
+    def add(self, ids: np.ndarray) -> None:
+        self.f.write(memoryview(np.ascontiguousarray(ids, dtype=self.dtype)))
+        self.n += int(ids.shape[0])
+
+    def array(self) -> np.ndarray:
+        self.f.close()
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.n,)) if self.n else \
+            np.zeros(0, self.dtype)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _log_skip(path: Path, why: str) -> None:
+    log.warning("skipped %s: %s", path, why)
+
+
+_ENCODE_CHARS = 1 << 23  # text buffered per tokenizer call (about 8 MB)
 
 
 def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT_SHARD_SIZE,
-         eval_fraction: float = DEFAULT_EVAL_FRACTION, seal_spec: SealSpec | None = None) -> Dataset:
-    """Pack text files and directories into one ``.pogodata`` file.
+         eval_fraction: float = DEFAULT_EVAL_FRACTION, seal_spec: SealSpec | None = None,
+         tokenizer: str | Path | None = None, text_field: str = "text",
+         on_skip: Callable[[Path, str], None] | None = None,
+         on_progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """Pack a corpus into one ``.pogodata`` file: bytes, or with ``tokenizer`` (a byte-level BPE file) ids.
 
-    Order: the arguments as given; each directory recursively by relative POSIX path (UTF-8 bytes),
-    skipping hidden entries and ``__pycache__``/``site-packages``. A file is included once (first
-    occurrence). Files with a NUL byte or invalid UTF-8 are skipped and counted; files inside a
-    directory that cannot be read are skipped too, while a named path that is missing or unreadable
-    is an error. Nothing is written unless the whole pack succeeds.
+    Inputs and their order are pogo_jax.data.importers's (text files and directories, JSONL, Parquet, and
+    with a tokenizer nanoGPT ``.bin`` ids); documents are concatenated with no separator. Files that are
+    binary, undecodable or unreadable inside a directory are skipped, counted and reported through
+    ``on_skip`` (default: a log warning); a named path that is missing or unreadable is an error.
+    ``on_progress(done, total)`` counts input bytes. Nothing is written unless the whole pack succeeds.
     """
     if not paths:
         raise UserError("nothing to pack: give at least one file or directory")
     _check_split_args(shard_size, eval_fraction)
-    _check_out(Path(out))
+    out = Path(out).expanduser()
+    _check_out(out)
     if seal_spec is not None:
         seal_spec.check()
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += [f for _, f in _walk(p, None, skip_hidden=True)]
-        elif p.is_file():
-            files.append(p)
-        elif p.exists() or p.is_symlink():
-            raise UserError(f"'{p}' is neither a regular file nor a directory")
-        else:
-            raise UserError(f"'{p}' does not exist; give text files or directories to pack")
-    buf = bytearray()
-    seen: set[Path] = set()
-    n_files = n_skipped = 0
-    for f in files:
-        key = f.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            data = f.read_bytes()
-        except OSError as e:
-            if any(f == Path(q) for q in paths):
-                raise UserError(f"cannot read '{f}': {e.strerror}") from None
-            n_skipped += 1
-            continue
-        if not _is_text(data):
-            n_skipped += 1
-            continue
-        buf += data
-        n_files += 1
-    if n_files == 0:
-        raise UserError(f"no readable text files in {', '.join(map(str, paths))} "
-                        f"({n_skipped} binary or undecodable skipped)")
-    noun = "file" if n_files == 1 else "files"
-    return _build(buf, shard_size, eval_fraction, f"packed: {n_files} {noun}", n_files, n_skipped, Path(out),
-                  seal_spec)
+    tok = None if tokenizer is None else load_tokenizer(tokenizer)
+    encoder = None if tok is None else Encoder(tok, f"tokenizer file '{tokenizer}'")
+    entries = importers.collect(paths)
+    total, done = sum(e.size for e in entries), [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if on_progress is not None:
+            on_progress(done[0], total)
+
+    reader = importers.Reader(entries, text_field, None if tok is None else tok.vocab_size, on_skip or _log_skip,
+                              progress)
+    spool = _Spool(out, np.uint8 if tok is None else sealed_shards.token_dtype(width_for(tok.vocab_size)))
+    try:
+        pending: list[str] = []
+        chars = 0
+        for item in reader:
+            if isinstance(item, np.ndarray):  # ids from a .bin: what came before keeps its order
+                spool.add(encoder.encode(pending))
+                pending, chars = [], 0
+                spool.add(item)
+            elif encoder is None:
+                spool.add(np.frombuffer(item.encode("utf-8"), dtype=np.uint8))
+            else:
+                pending.append(item)
+                chars += len(item)
+                if chars >= _ENCODE_CHARS:
+                    spool.add(encoder.encode(pending))
+                    pending, chars = [], 0
+        if encoder is not None:
+            spool.add(encoder.encode(pending))
+        n_files, n_skipped = reader.counts.files, reader.counts.skipped
+        if n_files == 0:
+            raise UserError(f"no readable text files in {', '.join(map(str, paths))} ({n_skipped} skipped: binary, "
+                            "undecodable, unreadable or without the text field)")
+        noun = "file" if n_files == 1 else "files"
+        return _build(spool.array(), shard_size, eval_fraction, f"packed: {n_files} {noun}", n_files, n_skipped, out,
+                      seal_spec, tok)
+    finally:
+        spool.close()
+
+
+def train_tokenizer(paths: Sequence[str | Path], vocab: int, out: str | Path, text_field: str = "text",
+                    on_skip: Callable[[Path, str], None] | None = None,
+                    on_progress: Callable[[int, int], None] | None = None) -> TokenInfo:
+    """Train a byte-level BPE on a corpus read as ``pack`` reads it (``.bin`` id files are skipped)."""
+    from pogo_jax.data.tokenizer import train_tokenizer as train
+
+    entries = importers.collect(paths)
+    total, done = sum(e.size for e in entries), [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if on_progress is not None:
+            on_progress(done[0], total)
+
+    reader = importers.Reader(entries, text_field, None, on_skip or _log_skip, progress, allow_ids=False)
+    return train(iter(reader), vocab, out)
 
 
 # ---------------------------------------------------------------------------------- embedded corpus
@@ -324,14 +396,15 @@ def train_starts(ds: Dataset, seed: int, step: int, batch_size: int, seq_len: in
     lo, hi = ds.train_range
     last = hi - (seq_len + 1)  # last start whose window stays inside the train split
     if last < lo:
-        raise UserError(f"seq_len {seq_len} is too large for the train split of {hi - lo} bytes "
+        raise UserError(f"seq_len {seq_len} is too large for the train split of {hi - lo} tokens "
                         f"({ds.source}); lower model.seq_len or use a larger dataset")
     rng = np.random.Generator(np.random.Philox(key=np.array([seed, step], dtype=np.uint64)))
     return rng.integers(lo, last, size=batch_size, endpoint=True, dtype=np.int64)
 
 
 def train_batch(ds: Dataset, seed: int, step: int, batch_size: int, seq_len: int) -> np.ndarray:
-    """(batch_size, seq_len + 1) uint8 windows from the train split; a pure function of (seed, step)."""
+    """(batch_size, seq_len + 1) token ids (the dataset's dtype) from the train split; a pure function of
+    (seed, step)."""
     return _gather(ds, train_starts(ds, seed, step, batch_size, seq_len), seq_len)
 
 
@@ -341,13 +414,13 @@ def n_eval_windows(ds: Dataset, seq_len: int) -> int:
     lo, hi = ds.eval_range
     n = (hi - lo - 1) // seq_len if hi - lo >= seq_len + 1 else 0
     if n == 0:
-        raise UserError(f"seq_len {seq_len} is too large for the eval split of {hi - lo} bytes "
+        raise UserError(f"seq_len {seq_len} is too large for the eval split of {hi - lo} tokens "
                         f"({ds.source}); lower model.seq_len or raise the eval fraction")
     return n
 
 
 def eval_windows(ds: Dataset, indices: Iterable[int], seq_len: int) -> np.ndarray:
-    """(len(indices), seq_len + 1) uint8: eval window i starts at eval_start + i * seq_len."""
+    """(len(indices), seq_len + 1) token ids: eval window i starts at eval_start + i * seq_len."""
     n = n_eval_windows(ds, seq_len)
     idx = [int(i) for i in indices]
     bad = [i for i in idx if not 0 <= i < n]

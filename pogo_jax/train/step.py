@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -24,7 +25,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from pogo_jax.config import Config
+from pogo_jax.config import Config, resolve_vocab
 from pogo_jax.errors import UserError
 from pogo_jax.plotting import plot_curves
 from pogo_jax.pytree import flatten_params
@@ -371,6 +372,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out '{out_dir}' is a file; choose a directory")
     ds = data.load_dataset(cfg.data)
+    cfg, vocab_note = resolve_vocab(cfg, ds.vocab_size, ds.token_info is not None)
     mesh = sharding.make_mesh(cfg.mesh)
     ckpt_dir = out_dir / "checkpoints"
     start_meta = None
@@ -384,6 +386,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     trainer = Trainer(cfg, mesh)  # validates mesh/batch before anything is written
     lead = jax.process_index() == 0
     if lead:
+        print(f"model: {vocab_note}; data: {ds.source}", file=sys.stderr, flush=True)  # after every input check
         out_dir.mkdir(parents=True, exist_ok=True)
     mngr = checkpoint.open_manager(ckpt_dir, cfg.train.keep_checkpoints)
     metrics_path = out_dir / "metrics.jsonl"
