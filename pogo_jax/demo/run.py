@@ -149,9 +149,11 @@ class Demo:
             f.unlink(missing_ok=True)
         d.governance.mkdir(parents=True, exist_ok=True)
         m, seq = self.cfg.chain.m_windows, self.cfg.model.seq_len
-        size = m * seq + 1  # exactly the round's windows
-        self.console.print(f"sealing {n} evaluation shards of {size} bytes (one per round; keys for the beacon only)")
-        seal_dataset(load_dataset(self.cfg.data).path, d.sealed, SealSpec(n, size, d.eval_keys))
+        src = load_dataset(self.cfg.data)
+        size = (m * seq + 1) * src.width  # exactly the round's windows, in bytes of the token stream
+        self.console.print(f"sealing {n} evaluation shards of {m * seq + 1} tokens (one per round; keys for the "
+                           "beacon only)")
+        seal_dataset(src.path, d.sealed, SealSpec(n, size, d.eval_keys))
 
     def _genesis(self, beacon: dict, n_verifiers: int, n_full: int, extra: list[tuple[str, str]]) -> None:
         cfg = dataclasses.replace(self.cfg, data=dataclasses.replace(self.cfg.data, path=str(self.d.sealed)))
