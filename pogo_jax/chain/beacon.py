@@ -181,7 +181,7 @@ class BeaconService:
     def _check_log(self, log: list[Entry], close_bytes: bytes, chain_id: str) -> tuple[int, bytes]:
         """``log`` must run, hash-linked, from the head this beacon last signed (from genesis the first time)
         to the close entry itself: so the node cannot get a value for a history that forks off one the beacon
-        already countersigned (docs/protocol.md section 22). Returns the close entry's (seq, hash), the beacon's new head."""
+        already countersigned (docs/protocol.md section 22). Returns the close entry's (seq, hash): the new head."""
         if not log or len(log) > MAX_LOG_SEGMENT:
             raise MalformedInput(f"a reveal request carries 1 to {MAX_LOG_SEGMENT} log entries, got {len(log)}")
         check_chain(log, log[0].prev, log[0].seq)

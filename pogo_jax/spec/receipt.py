@@ -1,4 +1,4 @@
-"""Node-signed receipts (docs/protocol.md section 22): the node's word, kept by the writer, on where a record went in the log.
+"""Node-signed receipts (docs/protocol.md section 22): the node's word, kept by the writer, on where a write went.
 
 Every write the node accepts is answered with a ``Receipt``: the chain, the entry the record became (or
 already was: a retry gets the first entry's receipt), the SHA-256 of what was written (a signed record's
