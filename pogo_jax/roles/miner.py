@@ -458,7 +458,9 @@ class Miner:
                     return {"height": r.height, "round": r.round, "header_hash": None, "status": "abstained",
                             "reason": "SELF_CHECK", "detail": str(e), "train_losses": []}
             try:
+                t0 = time.perf_counter()
                 acc = self.hooks.submit(self, made)
+                made.seconds["upload"] = round(time.perf_counter() - t0, 3)
             except Refused as e:
                 self.events({"event": "refused", "height": r.height, "round": r.round, "code": e.code,
                              "detail": e.detail})
@@ -484,7 +486,9 @@ class Miner:
         found = st.find(hh)
         if found is not None and found[0].phase == "proof" and found[1].bundle_sha256 is None:
             bundle = self.prove(made)
+            t0 = time.perf_counter()
             self.hooks.publish(self, made, bundle)
+            made.seconds["bundle_upload"] = round(time.perf_counter() - t0, 3)
             self.events({"event": "proved", "height": made.height, "round": made.round, "bytes": len(bundle)})
         st = v.wait(lambda s: s.find(hh) is None or s.find(hh)[0].finalized_at is not None, timeout,
                     what="the round's finalization")
