@@ -51,6 +51,10 @@ def client_error(e: Exception) -> JSONResponse:
         return error(415, str(e), "WRONG_CONTENT_TYPE")
     if isinstance(e, TooSlow):
         return error(408, str(e), "TOO_SLOW")
+    if isinstance(e, Evicted):
+        busy = error(503, str(e), "BUSY")
+        busy.headers["connection"] = "close"
+        return busy
     if isinstance(e, Rejected):
         status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 429 if e.code in TOO_MANY else 409
         return error(status, f"{e.code}: {e.detail}", e.code)
@@ -222,7 +226,7 @@ class Framed:
                 left -= len(await asyncio.wait_for(self._it.__anext__(), wait))
             except StopAsyncIteration:
                 self._done = True
-            except TimeoutError:
+            except (TimeoutError, Evicted):  # out of time, or a newer request took this body's slot
                 return False
         return self._done
 
@@ -271,60 +275,108 @@ def frame(*parts: bytes, lengths: str = "I") -> bytes:
 @dataclass(frozen=True)
 class Admission:
     """How many requests the node serves at once (node policy, not a consensus rule). Every request holds
-    one of ``max_requests`` slots while it runs; a POST also holds one of ``max_unchecked`` until its
+    one of ``max_requests`` slots while it runs. A POST also holds one of ``max_unchecked`` until its
     handler has checked what its body starts with (``checked``: a candidate's header, an epoch's
-    governance signature, a bundle's recorded header) or, for a body read whole, until it ends. So
+    governance signature, a bundle's recorded header) or, for a body read whole, until it ends; so
     unauthenticated bodies hold at most ``max_unchecked`` slots and the rest stay for GETs and for
-    uploads that passed their check; a request over either cap is 503 ``BUSY`` at once (clients retry
-    503). Uvicorn's own ``limit_concurrency`` (``max_connections``, open connections, idle keep-alive
-    ones too) stays as a backstop for file descriptors only: when it was the only cap, 256 junk bodies
-    held every slot and every other request was 503."""
+    uploads past their check. A POST that finds every unchecked slot held takes the oldest one: that
+    body is answered 503 ``BUSY`` (``Connection: close``) and the newcomer served. An honest client
+    sends the few KiB its check needs at once and is checked within milliseconds, so an attacker who
+    reopens connections as fast as they are cut must open ``max_unchecked`` of them within that time
+    to crowd it out; without eviction, 64 reopened junk connections kept an honest bundle out for
+    good (scripts/flood_bundles.py --reopen). A request over ``max_requests`` is 503 ``BUSY`` at
+    once (clients retry 503). Uvicorn's own ``limit_concurrency`` (``max_connections``: open
+    connections, idle keep-alive ones too) stays as a backstop for file descriptors only: when it was
+    the only cap, 256 junk bodies held every slot and every other request was 503."""
 
     max_requests: int = 256
     max_unchecked: int = 64
-    max_connections: int = 1024
+    max_connections: int = 512
 
 
 TICKET = "pogo.admission"
 
 
+class Evicted(MalformedInput):
+    """An unchecked body whose slot a newer request took (answered 503 ``BUSY``)."""
+
+
 class _Ticket:
+    """One request's place in ``Admit``: unchecked (in the eviction queue) until ``checked`` or evicted."""
+
     def __init__(self, gate: Admit, unchecked: bool) -> None:
         self.gate, self.unchecked = gate, unchecked
+        self.evicted = asyncio.Event()
 
     def checked(self) -> None:
+        """Out of the unchecked pool; a request evicted while its check ran (in a worker thread, not reading)
+        passed it after all and goes on like any checked request."""
         if self.unchecked:
             self.unchecked = False
-            self.gate.unchecked -= 1
+            del self.gate.queue[self]
+        self.evicted.clear()
+
+    def evict(self) -> None:
+        self.unchecked = False
+        del self.gate.queue[self]
+        self.evicted.set()
+
+    def receive(self, receive):  # noqa: ANN001, ANN201 - ASGI receive in, ASGI receive out
+        """``receive`` that raises ``Evicted`` (at once, even while it waits for the client) once evicted."""
+        async def wrapped() -> dict:
+            if self.evicted.is_set():
+                raise Evicted("the node took this unchecked body's slot for a newer request; retry")
+            if not self.unchecked:
+                return await receive()
+            got = asyncio.ensure_future(receive())
+            stop = asyncio.ensure_future(self.evicted.wait())
+            try:
+                await asyncio.wait({got, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not got.done():
+                    got.cancel()
+            if got.done() and not got.cancelled():
+                return got.result()
+            raise Evicted("the node took this unchecked body's slot for a newer request; retry")
+        return wrapped
 
 
 class Admit:
-    """ASGI middleware enforcing ``Admission``; its counters live on the event loop (no lock needed)."""
+    """ASGI middleware enforcing ``Admission``; its state lives on the event loop (no lock needed)."""
 
     def __init__(self, app, policy: Admission | None = None) -> None:  # noqa: ANN001 - an ASGI app
         self.app, self.policy = app, policy or Admission()
-        self.active = self.unchecked = 0
+        self.active = 0
+        self.queue: dict[_Ticket, None] = {}  # unchecked requests, oldest first
+
+    @property
+    def unchecked(self) -> int:
+        return len(self.queue)
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         p, unchecked = self.policy, scope["method"] == "POST"
-        if self.active >= p.max_requests or (unchecked and self.unchecked >= p.max_unchecked):
-            what = "unchecked request bodies" if self.active < p.max_requests else "requests"
-            busy = error(503, f"the node is serving as many {what} as it takes at once; retry", "BUSY")
+        if self.active >= p.max_requests or (unchecked and p.max_unchecked <= 0):
+            busy = error(503, "the node is serving as many requests as it takes at once; retry", "BUSY")
             busy.headers["connection"] = "close"
             await busy(scope, receive, send)
             return
         ticket = _Ticket(self, unchecked)
+        if unchecked:
+            while len(self.queue) >= p.max_unchecked:
+                next(iter(self.queue)).evict()
+            self.queue[ticket] = None
         self.active += 1
-        self.unchecked += unchecked
         scope[TICKET] = ticket
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, ticket.receive(receive), send)
         finally:
             self.active -= 1
-            ticket.checked()
+            if ticket.unchecked:
+                ticket.checked()
 
 
 def checked(request: Request) -> None:
