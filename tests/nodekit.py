@@ -21,10 +21,10 @@ from pogo_jax.chain.node import make_app
 
 @contextlib.contextmanager
 def serve(chain, tick_every: float = 0.05, limit_concurrency: int | None = None,  # noqa: ANN001
-          body_pace=None) -> Iterator[str]:  # noqa: ANN001
+          body_pace=None, admission=None) -> Iterator[str]:  # noqa: ANN001
     # log_config=None: uvicorn's dictConfig would shut down every logging handler of this process, among them
     # absl's (orbax imports it), which then closed the stream it had bound at import: pytest's captured stderr
-    server = uvicorn.Server(uvicorn.Config(make_app(chain, tick_every, body_pace), host="127.0.0.1", port=0,
+    server = uvicorn.Server(uvicorn.Config(make_app(chain, tick_every, body_pace, admission), host="127.0.0.1", port=0,
                                            log_level="error", access_log=False, limit_concurrency=limit_concurrency,
                                            log_config=None))
     t = threading.Thread(target=server.run, daemon=True)

@@ -171,9 +171,9 @@ def test_a_bundle_that_cannot_be_stored_is_refused_before_a_byte_is_written(kit:
     real = Bundle.from_bytes(kit.bundle(m))
     forged = [dataclasses.replace(real, signed_header=other.signed).signed(k_).to_bytes()  # answers nothing recorded
               for other, k_ in ((kit.make(0, key_=stranger), stranger), (kit.make(1), kit.miners[1]))]
-    puts: list[int] = []
-    orig = kit.chain.blobs.put
-    kit.chain.blobs.put = lambda d: (puts.append(len(d)), orig(d))[1]
+    puts: list[int] = []  # temp files opened for a bundle (an upload, then stored under its hash)
+    orig = kit.chain.blobs.upload
+    kit.chain.blobs.upload = lambda n, *a: (puts.append(n), orig(n, *a))[1]
     parsed: list[int] = []
     import pogo_jax.chain.chain as chain_mod
 

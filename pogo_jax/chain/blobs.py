@@ -180,6 +180,12 @@ class Upload:
     def sha256(self) -> bytes:
         return self._sha.digest()
 
+    def contents(self) -> bytes:
+        """The bytes written so far, read back from the temp file (for a blob that is parsed whole once
+        it is complete, like a bundle, whose bytes were not held in memory while they arrived)."""
+        self._f.flush()
+        return Path(self.tmp).read_bytes()
+
     def commit(self) -> bytes:
         """fsync and move into place under the hash; returns it."""
         if self._closed:

@@ -3,11 +3,12 @@ incoming record through ``ChainState.apply`` under one lock, and moves rounds fo
 
 Writes are signed objects, each re-checked here before anything changes (the HTTP layer only
 frames bytes): a candidate (signed header, then its whole update, accepted only when the streamed
-bytes hash to ``root_q``), a bundle (stored and hashed at once, immutable), an attestation, a
-governance record. ``tick`` closes windows that are due (signed by the node key), fetches the
-beacon's reveal against the node's signed submit close, and finalizes a round after re-checking
-every objective claim itself from the stored bytes. The clock and the beacon are injected, so tests
-drive rounds with a fake clock and an in-process beacon; ``pogo node serve`` passes the real ones.
+bytes hash to ``root_q``), a bundle (its header checked from its first bytes, then streamed into a
+temp file, parsed and its signature checked, stored immutable), an attestation, a governance record.
+``tick`` closes windows that are due (signed by the node key), fetches the beacon's reveal against
+the node's signed submit close, and finalizes a round after re-checking every objective claim
+itself from the stored bytes. The clock and the beacon are injected, so tests drive rounds with a
+fake clock and an in-process beacon; ``pogo node serve`` passes the real ones.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pogo_jax.chain.blobs import BlobStore, LeafHasher, Upload
 from pogo_jax.chain.history import StateCache
@@ -32,7 +34,7 @@ from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.spec import merkle as mh
 from pogo_jax.spec import update as upd
 from pogo_jax.spec.attestation import read_signed_attestation
-from pogo_jax.spec.bundle import Bundle
+from pogo_jax.spec.bundle import FIXED_BYTES, SIG_BYTES, Bundle
 from pogo_jax.spec.dataset import read_packed, verify_against
 from pogo_jax.spec.envelope import Signed, seal
 from pogo_jax.spec.header import read_signed_header
@@ -51,6 +53,10 @@ MAX_EPOCH_BLOB = 1 << 36
 # slot, and a temp file of a whole update each, with uploads it never finished, so no other miner could
 # submit in the window.
 MAX_UPLOADS_PER_MINER = 2
+# Bundle uploads of one candidate at once. Node policy too: the header check before the leaf data only says
+# that the body names a candidate of the open round by its (public) header, so without a cap anyone could
+# open any number of uploads, each a temp file of up to ``max_bundle_bytes``.
+MAX_BUNDLE_UPLOADS = 1
 
 
 def wall_ms() -> int:
@@ -106,6 +112,36 @@ class CandidateUpload:
         self.discard()
 
 
+@dataclass
+class BundleUpload:
+    """A bundle whose first bytes named a candidate that may take it, being received into a temp file; or,
+    for a candidate whose bundle is stored (``stored``, its SHA-256), a retry compared byte for byte with
+    the stored file (``against``) as it arrives, never written anywhere."""
+
+    header: Signed
+    upload: Upload | None
+    stored: bytes | None = None
+    release: Callable[[], None] = lambda: None  # gives back the candidate's upload slot (idempotent)
+    against: BinaryIO | None = None
+    size: int = 0
+    claim: tuple[bytes, bytes] | None = None  # (body SHA-256, signature) the uploader announced and signed
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.upload is not None:
+            self.upload.write(chunk)
+        elif self.against.read(len(chunk)) != chunk:
+            raise Rejected("BUNDLE_FIXED", "this candidate's bundle is already stored; published bundles never change")
+
+    def close(self) -> None:
+        """Whatever happened: the temp file is gone (unless stored), the file closed, the slot free."""
+        if self.upload is not None:
+            self.upload.discard()
+        if self.against is not None:
+            self.against.close()
+        self.release()
+
+
 class Chain:
     def __init__(self, directory: str | Path, clock: Clock = wall_ms, beacon=None) -> None:
         self.dir = Path(directory)
@@ -118,6 +154,7 @@ class Chain:
         self.key: PrivateKey = load_private_pem(self.dir / "node.pem")
         self.state = self._replay()
         self._uploading: dict[bytes, int] = {}  # miner key -> candidate uploads in flight
+        self._bundling: dict[bytes, int] = {}  # header hash -> bundle uploads in flight
         if public_bytes(self.key) != self.state.genesis.node_key:
             raise UserError(f"{self.dir}/node.pem is not the node key the genesis record names")
         self._check_tables()
@@ -280,12 +317,17 @@ class Chain:
 
     def _take_upload_slot(self, miner: bytes) -> Callable[[], None]:
         """One of the miner's ``MAX_UPLOADS_PER_MINER`` upload slots, and the function that frees it once."""
+        return self._take_slot(self._uploading, miner, MAX_UPLOADS_PER_MINER,
+                               "this miner already has {held} updates uploading to the node; finish or drop one first")
+
+    def _take_slot(self, table: dict[bytes, int], key: bytes, limit: int, refusal: str) -> Callable[[], None]:
+        """One of ``limit`` slots of ``key`` in ``table`` (429 ``UPLOADS_IN_FLIGHT`` when all are held), and the
+        function that frees it once."""
         with self.lock:
-            held = self._uploading.get(miner, 0)
-            if held >= MAX_UPLOADS_PER_MINER:
-                raise Rejected("UPLOADS_IN_FLIGHT", f"this miner already has {held} updates uploading to the "
-                                                    "node; finish or drop one first")
-            self._uploading[miner] = held + 1
+            held = table.get(key, 0)
+            if held >= limit:
+                raise Rejected("UPLOADS_IN_FLIGHT", refusal.format(held=held))
+            table[key] = held + 1
         freed = threading.Event()
 
         def release() -> None:
@@ -293,11 +335,11 @@ class Chain:
                 if freed.is_set():
                     return
                 freed.set()
-                left = self._uploading[miner] - 1
+                left = table[key] - 1
                 if left:
-                    self._uploading[miner] = left
+                    table[key] = left
                 else:
-                    del self._uploading[miner]
+                    del table[key]
 
         return release
 
@@ -335,31 +377,94 @@ class Chain:
 
     @_receipted
     def submit_bundle(self, data: bytes) -> Accepted:
-        """A miner's signed bundle for a recorded candidate: stored, hashed and named in the log at once.
-        Whether it can be stored at all (such a candidate, its proof window open, no bundle yet) is asked
-        from the metadata before the openings are parsed or a byte is written."""
-        sha = hashlib.sha256(data).digest()
-        header = Bundle.peek_header(data)
+        """A miner's signed bundle for a recorded candidate, whole (in-process callers): the same steps as an
+        upload over HTTP, ``begin_bundle`` on its first bytes, then the rest, then ``finish_bundle``."""
+        n = Bundle.peek_size(data[:FIXED_BYTES], MAX_HEADER_BYTES)
+        bu = self.begin_bundle(data[:n], (hashlib.sha256(data[:-SIG_BYTES]).digest(), data[-SIG_BYTES:]))
+        try:
+            bu.write(data[n:])
+            return self.finish_bundle(bu)
+        finally:
+            bu.close()
+
+    def begin_bundle(self, prefix: bytes, claim: tuple[bytes, bytes] | None = None) -> BundleUpload:
+        """Check a bundle from its first bytes (``Bundle.peek_size`` of them: the fixed part and the metadata up
+        to the end of its header) before a leaf byte is read or stored: only a bundle naming a candidate of
+        the open round, by the recorded header's exact bytes, in its proof window, with no bundle yet, is
+        received (into a temp file; one upload per candidate at a time, else 429 ``UPLOADS_IN_FLIGHT``).
+        A body naming a candidate of the open round whose bundle is stored is a retry: it is compared with
+        the stored bytes as it arrives, never written (``BUNDLE_FIXED`` at the first difference,
+        ``duplicate`` if it is the same file). ``claim``: the body's SHA-256 and the miner's signature of it,
+        announced before the body; a new upload needs one that verifies, so nobody but the miner can hold its
+        candidate's one slot with a copy of the public header (the body must then match it)."""
+        header = Bundle.header_from_prefix(prefix)
         with self.lock:
-            dup = self._bundle_duplicate(header.hash, sha)
-            if dup is not None:
+            cand = self.state.round.candidates.get(header.hash)
+            if cand is not None and cand.bundle_sha256 is not None:
+                sha = cand.bundle_sha256
+                bu = BundleUpload(header, None, sha, against=open(self.blobs.path(sha), "rb"))  # noqa: SIM115
+                try:
+                    bu.write(prefix)
+                except BaseException:
+                    bu.close()
+                    raise
+                return bu
+            self._bundle_may_be_stored(header, b"")
+            if claim is None or not Bundle.claim_valid(header, *claim):
+                raise Rejected("BAD_SIGNATURE", "a bundle upload starts with the miner's signature of the body's "
+                                                "SHA-256 (headers x-pogo-bundle-sha256 and x-pogo-bundle-signature)")
+            release = self._take_slot(self._bundling, header.hash, MAX_BUNDLE_UPLOADS, "a bundle of this candidate "
+                                      "is already uploading to the node; wait for it to end")
+        up = None
+        try:
+            up = self.blobs.upload(self.max_bundle_bytes())
+            up.write(prefix)
+        except BaseException:
+            if up is not None:
+                up.discard()
+            release()
+            raise
+        return BundleUpload(header, up, release=release, claim=claim)
+
+    @_receipted
+    def finish_bundle(self, bu: BundleUpload) -> Accepted:
+        """The body is complete: parse the file (the one bundle this upload holds in memory, once), check that
+        its header is the one its first bytes named and that the miner signed it, then store it and name it
+        in the log, the candidate's state checked again under the lock (another upload may have won)."""
+        try:
+            if bu.upload is None:
+                if bu.size != self.blobs.size(bu.stored):
+                    raise Rejected("BUNDLE_FIXED", "this candidate's bundle is already stored; published bundles "
+                                                   "never change")
+                with self.lock:
+                    dup = self._bundle_duplicate(bu.header.hash, bu.stored)
+                assert dup is not None  # a stored bundle stays stored
                 return dup
-            self._bundle_may_be_stored(header, sha)
-        b = Bundle.from_bytes(data)
-        if not (b.signed_header.verify() and b.verify_signature()):
-            raise Rejected("BAD_SIGNATURE", "the bundle is not signed by the candidate's miner (it proves nothing)")
-        with self.lock:
-            dup = self._bundle_duplicate(header.hash, sha)
-            if dup is not None:
-                return dup
-            self._bundle_may_be_stored(header, sha)
-            self.blobs.put(data)
-            try:
-                acc = self._append("bundle", BundleNote.of(b, data).to_bytes())
-            except BaseException:
-                if sha not in self.referenced_blobs():
-                    self.blobs.remove(sha)
-                raise
+            data = bu.upload.contents()
+            sha = bu.upload.sha256
+            if bu.claim is not None and (hashlib.sha256(data[:-SIG_BYTES]).digest(), data[-SIG_BYTES:]) != bu.claim:
+                raise MalformedInput("the bundle body is not the one whose hash and signature the upload announced")
+            b = Bundle.from_bytes(data)
+            if b.signed_header.to_bytes() != bu.header.to_bytes():  # header_from_prefix read the same bytes
+                raise MalformedInput("proof bundle: its header is not the one its first bytes named")
+            if not (b.signed_header.verify() and b.verify_signature()):
+                raise Rejected("BAD_SIGNATURE", "the bundle is not signed by the candidate's miner (it proves nothing)")
+            note = BundleNote.of(b, data).to_bytes()
+            del data, b
+            with self.lock:
+                dup = self._bundle_duplicate(bu.header.hash, sha)
+                if dup is not None:
+                    return dup
+                self._bundle_may_be_stored(bu.header, sha)
+                stored = bu.upload.commit()
+                try:
+                    acc = self._append("bundle", note)
+                except BaseException:
+                    if stored not in self.referenced_blobs():
+                        self.blobs.remove(stored)
+                    raise
+        finally:
+            bu.close()
         return Accepted(acc.seq, "bundle", acc.result, sha.hex())
 
     def _bundle_duplicate(self, header_hash: bytes, sha: bytes) -> Accepted | None:

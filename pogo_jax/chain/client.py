@@ -194,9 +194,10 @@ class NodeClient(_Http):
 
     witness = None  # a chain.witness.Witness once a role attaches one: it keeps the receipts
 
-    def _post(self, path: str, content, ctype: str, kind: str = "", sent: bytes = b"") -> dict:  # noqa: ANN001
+    def _post(self, path: str, content, ctype: str, kind: str = "", sent: bytes = b"",  # noqa: ANN001
+              headers: dict | None = None) -> dict:
         try:
-            out = self.request("POST", path, content=content, headers={"content-type": ctype}).json()
+            out = self.request("POST", path, content=content, headers={"content-type": ctype, **(headers or {})}).json()
         except Refused as e:
             if e.code == "SLASHED_EVIDENCE" and self.witness is not None and e.answer.get("receipt"):
                 self.witness.take(kind, sent, e.answer)  # evidence is a write the node signed for too
@@ -228,7 +229,11 @@ class NodeClient(_Http):
             done()
 
     def submit_bundle(self, data: bytes) -> dict:
-        return self._post("/v1/bundles", data, "application/octet-stream", "bundle", data)
+        """The bundle, announced by its body's SHA-256 and the miner's signature (its last 64 bytes): the node
+        gives a candidate's one upload slot only to an upload that the miner signed."""
+        claim = {"x-pogo-bundle-sha256": hashlib.sha256(data[:-64]).hexdigest(),
+                 "x-pogo-bundle-signature": data[-64:].hex()}
+        return self._post("/v1/bundles", data, "application/octet-stream", "bundle", data, claim)
 
     def submit_attestation(self, data: bytes) -> dict:
         return self._post("/v1/attestations", data, "application/json", "attestation", data)

@@ -11,7 +11,10 @@ import asyncio
 import logging
 import struct
 import time
+from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +28,7 @@ FORBIDDEN = {"BAD_SIGNATURE", "WRONG_SIGNER", "UNREGISTERED_MINER", "UNREGISTERE
 NOT_FOUND = {"UNKNOWN_HEADER", "NOT_FOUND"}
 TOO_MANY = {"UPLOADS_IN_FLIGHT"}
 CLIENT_ERRORS = (MalformedInput, Rejected, UserError)
+T = TypeVar("T")
 
 
 class TooLarge(MalformedInput):
@@ -47,6 +51,10 @@ def client_error(e: Exception) -> JSONResponse:
         return error(415, str(e), "WRONG_CONTENT_TYPE")
     if isinstance(e, TooSlow):
         return error(408, str(e), "TOO_SLOW")
+    if isinstance(e, Evicted):
+        busy = error(503, str(e), "BUSY")
+        busy.headers["connection"] = "close"
+        return busy
     if isinstance(e, Rejected):
         status = 403 if e.code in FORBIDDEN else 404 if e.code in NOT_FOUND else 429 if e.code in TOO_MANY else 409
         return error(status, f"{e.code}: {e.detail}", e.code)
@@ -88,14 +96,26 @@ class TooSlow(MalformedInput):
 class BodyPace:
     """How slowly a client may send a body before the node hangs up (slowloris: an unauthenticated client
     that holds every connection slot by never finishing its upload). ``idle_s``: the most time between
-    two chunks; after ``grace_s``, the body must average ``min_rate`` bytes/s. A body the node has
-    refused is read on for ``drain_s`` at most, so a client still sending sees the answer and not a
-    reset, but a refused client (one holding many connections at the pace floor) cannot keep one."""
+    two chunks. After ``grace_s``, every ``window_s`` seconds must bring ``min_rate * window_s`` bytes:
+    a sliding window, not an average since the start, which let a client that sent a burst first hold
+    its connection on a trickle for as long as the burst had bought (a 34 MB bundle body at 64 KiB/s:
+    9 minutes). ``header_s``: the most time from the start of a body to the end of what its check
+    needs (a candidate's or an epoch's signed record, a bundle's header, a whole JSON body), so an
+    unchecked body holds its slot for that long at most. A body the node has refused is read on for
+    ``drain_s`` at most, so a client still sending sees the answer and not a reset, but a refused client
+    (one holding many connections at the pace floor) cannot keep one. Time is counted while the node
+    waits for the client, never while it works on what it got."""
 
     idle_s: float = 20.0
     grace_s: float = 30.0
     min_rate: float = 64 * 1024
     drain_s: float = 10.0  # the longest a refused body is read on (then answered, and the connection closed)
+    window_s: float = 10.0
+    header_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.window_s <= self.grace_s:
+            raise ValueError("BodyPace: window_s must be in (0, grace_s]")
 
 
 def pace_of(request: Request) -> BodyPace:
@@ -103,34 +123,63 @@ def pace_of(request: Request) -> BodyPace:
 
 
 async def paced(request: Request):  # noqa: ANN201 - async iterator of bytes
-    """``request.stream()``, cut off (``TooSlow``, a 408) when the client stalls or trickles."""
+    """``request.stream()``, cut off (``TooSlow``, a 408) when the client stalls or trickles: after the grace
+    period, the bytes of the last ``window_s`` seconds before each chunk must reach the floor, and a
+    silence of ``window_s`` is a window with none (checked when it ends, not at the next chunk)."""
     pace = pace_of(request)
+    need = pace.min_rate * pace.window_s
     it = request.stream().__aiter__()
-    t0, got = time.monotonic(), 0
+    waited, got = 0.0, 0
+    marks: deque[tuple[float, int]] = deque([(0.0, 0)])  # (client time, bytes got by then); [0]: before the window
     while True:
+        timeout = min(pace.idle_s, pace.window_s) if waited >= pace.grace_s else pace.idle_s
+        t = time.monotonic()
         try:
-            chunk = await asyncio.wait_for(it.__anext__(), pace.idle_s)
+            chunk = await asyncio.wait_for(it.__anext__(), timeout)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise TooSlow(f"no body bytes for {pace.idle_s:g} s: the upload is cut off") from None
+            if timeout >= pace.idle_s:
+                raise TooSlow(f"no body bytes for {pace.idle_s:g} s: the upload is cut off") from None
+            raise TooSlow(f"no body bytes for {timeout:g} s after the first {pace.grace_s:g} s: the upload is "
+                          "cut off") from None
+        waited += time.monotonic() - t
+        if waited >= pace.grace_s:
+            while len(marks) > 1 and marks[1][0] <= waited - pace.window_s:
+                marks.popleft()
+            if got - marks[0][1] < need:
+                raise TooSlow(f"body arrives at {(got - marks[0][1]) / pace.window_s:,.0f} B/s over the last "
+                              f"{pace.window_s:g} s, below the {pace.min_rate:,.0f} B/s this node accepts: the "
+                              "upload is cut off")
         got += len(chunk)
-        elapsed = time.monotonic() - t0
-        if elapsed > pace.grace_s and got < pace.min_rate * elapsed:
-            raise TooSlow(f"body arrives at {got / elapsed:,.0f} B/s, below the {pace.min_rate:,.0f} B/s "
-                          "this node accepts: the upload is cut off")
+        marks.append((waited, got))
         yield chunk
 
 
+async def before_check(request: Request, aw: Awaitable[T]) -> T:
+    """``aw``, the reading of what a body's check needs, cut off (``TooSlow``) after ``BodyPace.header_s``."""
+    limit = pace_of(request).header_s
+    try:
+        async with asyncio.timeout(limit):
+            return await aw
+    except TimeoutError:
+        raise TooSlow(f"the start of the body did not arrive within {limit:g} s: the upload is cut off") from None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused as soon as it passes ``limit`` bytes (never buffered beyond it)."""
+    """The whole body, refused as soon as it passes ``limit`` bytes (never buffered beyond it) or takes longer
+    than ``BodyPace.header_s`` (a body read whole is checked only once it is all here)."""
     check_length(request, limit)
-    buf = bytearray()
-    async for chunk in paced(request):
-        buf += chunk
-        if len(buf) > limit:
-            raise TooLarge(f"body is larger than the {limit} bytes allowed here")
-    return bytes(buf)
+
+    async def read() -> bytes:
+        buf = bytearray()
+        async for chunk in paced(request):
+            buf += chunk
+            if len(buf) > limit:
+                raise TooLarge(f"body is larger than the {limit} bytes allowed here")
+        return bytes(buf)
+
+    return await before_check(request, read())
 
 
 class Framed:
@@ -177,7 +226,7 @@ class Framed:
                 left -= len(await asyncio.wait_for(self._it.__anext__(), wait))
             except StopAsyncIteration:
                 self._done = True
-            except TimeoutError:
+            except (TimeoutError, Evicted):  # out of time, or a newer request took this body's slot
                 return False
         return self._done
 
@@ -220,3 +269,118 @@ def frame(*parts: bytes, lengths: str = "I") -> bytes:
     for p, L in zip(parts, lengths * len(parts), strict=False):
         out += struct.pack("<" + L, len(p)) + p
     return out
+
+
+# ------------------------------------------------------------------------------ admission
+@dataclass(frozen=True)
+class Admission:
+    """How many requests the node serves at once (node policy, not a consensus rule). Every request holds
+    one of ``max_requests`` slots while it runs. A POST also holds one of ``max_unchecked`` until its
+    handler has checked what its body starts with (``checked``: a candidate's header, an epoch's
+    governance signature, a bundle's recorded header) or, for a body read whole, until it ends; so
+    unauthenticated bodies hold at most ``max_unchecked`` slots and the rest stay for GETs and for
+    uploads past their check. A POST that finds every unchecked slot held takes the oldest one: that
+    body is answered 503 ``BUSY`` (``Connection: close``) and the newcomer served. An honest client
+    sends the few KiB its check needs at once and is checked within milliseconds, so an attacker who
+    reopens connections as fast as they are cut must open ``max_unchecked`` of them within that time
+    to crowd it out; without eviction, 64 reopened junk connections kept an honest bundle out for
+    good (scripts/flood_bundles.py --reopen). A request over ``max_requests`` is 503 ``BUSY`` at
+    once (clients retry 503). Uvicorn's own ``limit_concurrency`` (``max_connections``: open
+    connections, idle keep-alive ones too) stays as a backstop for file descriptors only: when it was
+    the only cap, 256 junk bodies held every slot and every other request was 503."""
+
+    max_requests: int = 256
+    max_unchecked: int = 64
+    max_connections: int = 512
+
+
+TICKET = "pogo.admission"
+
+
+class Evicted(MalformedInput):
+    """An unchecked body whose slot a newer request took (answered 503 ``BUSY``)."""
+
+
+class _Ticket:
+    """One request's place in ``Admit``: unchecked (in the eviction queue) until ``checked`` or evicted."""
+
+    def __init__(self, gate: Admit, unchecked: bool) -> None:
+        self.gate, self.unchecked = gate, unchecked
+        self.evicted = asyncio.Event()
+
+    def checked(self) -> None:
+        """Out of the unchecked pool; a request evicted while its check ran (in a worker thread, not reading)
+        passed it after all and goes on like any checked request."""
+        if self.unchecked:
+            self.unchecked = False
+            del self.gate.queue[self]
+        self.evicted.clear()
+
+    def evict(self) -> None:
+        self.unchecked = False
+        del self.gate.queue[self]
+        self.evicted.set()
+
+    def receive(self, receive):  # noqa: ANN001, ANN201 - ASGI receive in, ASGI receive out
+        """``receive`` that raises ``Evicted`` (at once, even while it waits for the client) once evicted."""
+        async def wrapped() -> dict:
+            if self.evicted.is_set():
+                raise Evicted("the node took this unchecked body's slot for a newer request; retry")
+            if not self.unchecked:
+                return await receive()
+            got = asyncio.ensure_future(receive())
+            stop = asyncio.ensure_future(self.evicted.wait())
+            try:
+                await asyncio.wait({got, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not got.done():
+                    got.cancel()
+            if got.done() and not got.cancelled():
+                return got.result()
+            raise Evicted("the node took this unchecked body's slot for a newer request; retry")
+        return wrapped
+
+
+class Admit:
+    """ASGI middleware enforcing ``Admission``; its state lives on the event loop (no lock needed)."""
+
+    def __init__(self, app, policy: Admission | None = None) -> None:  # noqa: ANN001 - an ASGI app
+        self.app, self.policy = app, policy or Admission()
+        self.active = 0
+        self.queue: dict[_Ticket, None] = {}  # unchecked requests, oldest first
+
+    @property
+    def unchecked(self) -> int:
+        return len(self.queue)
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        p, unchecked = self.policy, scope["method"] == "POST"
+        if self.active >= p.max_requests or (unchecked and p.max_unchecked <= 0):
+            busy = error(503, "the node is serving as many requests as it takes at once; retry", "BUSY")
+            busy.headers["connection"] = "close"
+            await busy(scope, receive, send)
+            return
+        ticket = _Ticket(self, unchecked)
+        if unchecked:
+            while len(self.queue) >= p.max_unchecked:
+                next(iter(self.queue)).evict()
+            self.queue[ticket] = None
+        self.active += 1
+        scope[TICKET] = ticket
+        try:
+            await self.app(scope, ticket.receive(receive), send)
+        finally:
+            self.active -= 1
+            if ticket.unchecked:
+                ticket.checked()
+
+
+def checked(request: Request) -> None:
+    """This request's body passed its check: it no longer counts against ``Admission.max_unchecked``."""
+    ticket = request.scope.get(TICKET)
+    if ticket is not None:
+        ticket.checked()

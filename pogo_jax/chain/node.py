@@ -31,18 +31,24 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pogo_jax.chain.blobs import check_sha
-from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, CandidateUpload, Chain
+from pogo_jax.chain.chain import MAX_EPOCH_BLOB, MAX_HEADER_BYTES, Accepted, BundleUpload, CandidateUpload, Chain
 from pogo_jax.chain.explorer import render
 from pogo_jax.chain.http import (
     CLIENT_ERRORS,
+    Admission,
+    Admit,
     BodyPace,
     Framed,
     TooLarge,
+    before_check,
+    check_length,
+    checked,
     client_error,
     error,
     guarded,
@@ -51,6 +57,7 @@ from pogo_jax.chain.http import (
 )
 from pogo_jax.errors import MalformedInput
 from pogo_jax.spec.attestation import MAX_ATTESTATION_BYTES
+from pogo_jax.spec.bundle import FIXED_BYTES, Bundle
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.state import update_size
 
@@ -142,7 +149,22 @@ class _Handoff:
             return item
 
 
-def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None = None) -> Starlette:
+def _bundle_claim(request: Request) -> tuple[bytes, bytes] | None:
+    """The body SHA-256 and miner signature a bundle upload announces in its headers (checked by the chain)."""
+    sha, sig = request.headers.get("x-pogo-bundle-sha256"), request.headers.get("x-pogo-bundle-signature")
+    if sha is None or sig is None:
+        return None
+    try:
+        out = bytes.fromhex(sha), bytes.fromhex(sig)
+    except ValueError:
+        raise MalformedInput("x-pogo-bundle-sha256 and x-pogo-bundle-signature are hex") from None
+    if len(out[0]) != 32 or len(out[1]) != 64:
+        raise MalformedInput("x-pogo-bundle-sha256 is 32 bytes and x-pogo-bundle-signature 64, hex")
+    return out
+
+
+def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None = None,
+             admission: Admission | None = None) -> Starlette:
     stop = threading.Event()
 
     def ticker() -> None:
@@ -237,10 +259,14 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
     async def post_candidate(request: Request) -> Response:
         want_type(request, "application/octet-stream")
         fr = Framed(request)
-        n = await fr.u32("signed header")
-        if n > MAX_HEADER_BYTES:
-            raise TooLarge(f"signed header of {n} bytes is larger than {MAX_HEADER_BYTES}")
-        header = await fr.exact(n, "signed header")
+
+        async def first() -> bytes:
+            n = await fr.u32("signed header")
+            if n > MAX_HEADER_BYTES:
+                raise TooLarge(f"signed header of {n} bytes is larger than {MAX_HEADER_BYTES}")
+            return await fr.exact(n, "signed header")
+
+        header = await before_check(request, first())
         size = update_size(chain.state.genesis.layout)
         made = _Handoff()
 
@@ -260,6 +286,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
             raise
         if isinstance(begun, Accepted):
             return await fr.refuse(size, _accepted(begun))
+        checked(request)  # a registered miner's header for the open round: no longer an unchecked body
         started = _Handoff()
 
         def finish() -> Accepted | None:
@@ -276,9 +303,49 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
             raise
 
     async def post_bundle(request: Request) -> Response:
+        """Like a candidate: the bundle's header is checked from its first bytes (``Bundle.peek_size``, at most
+        about 64 KiB, never a leaf byte) before the rest is read, then the rest streams into a temp file."""
         want_type(request, "application/octet-stream")
-        data = await read_body(request, chain.max_bundle_bytes())
-        return _accepted(await run_in_threadpool(chain.submit_bundle, data))
+        limit = chain.max_bundle_bytes()
+        check_length(request, limit)
+        fr = Framed(request)
+        fixed = await before_check(request, fr.exact(FIXED_BYTES, "bundle's fixed part"))
+        made = _Handoff()
+
+        claim = _bundle_claim(request)
+
+        def begin(prefix: bytes) -> BundleUpload:
+            b = chain.begin_bundle(prefix, claim)
+            if not made.deliver(b):
+                b.close()  # this request was cancelled while its header was checked: free the slot here
+            return b
+
+        try:
+            n = Bundle.peek_size(fixed, MAX_HEADER_BYTES)
+            prefix = fixed + await before_check(request, fr.exact(n - FIXED_BYTES, "bundle's metadata"))
+            begun = await run_in_threadpool(begin, prefix)
+        except CLIENT_ERRORS as e:  # read (and drop) some of the rest, so the client sees this answer
+            return await fr.refuse(limit, client_error(e))
+        except BaseException:
+            if (left := made.abandon()) is not None:
+                left.close()
+            raise
+        if begun.upload is not None:
+            checked(request)  # names a candidate that may take it: no longer an unchecked body
+        started = _Handoff()
+
+        def finish() -> Accepted | None:
+            if not started.deliver(True):
+                return None  # cancelled before this began: the request has closed the upload
+            return chain.finish_bundle(begun)  # which closes it, however it ends
+
+        try:
+            await _stream_into(fr.chunks(), begun.write)
+            return _accepted(await run_in_threadpool(finish))
+        except BaseException:
+            if started.abandon() is None:  # the upload never reached finish: the slot must come back
+                begun.close()
+            raise
 
     async def post_attestation(request: Request) -> Response:
         want_type(request, "application/json")
@@ -298,14 +365,19 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
     async def post_epoch(request: Request) -> Response:
         want_type(request, "application/octet-stream")
         fr = Framed(request)
-        n = await fr.u32("signed epoch record")
-        if n > 1 << 20:
-            raise TooLarge("epoch record too large")
-        record = await fr.exact(n, "signed epoch record")
+
+        async def first() -> bytes:
+            n = await fr.u32("signed epoch record")
+            if n > 1 << 20:
+                raise TooLarge("epoch record too large")
+            return await fr.exact(n, "signed epoch record")
+
+        record = await before_check(request, first())
         try:
             await run_in_threadpool(chain.check_epoch, record)
         except CLIENT_ERRORS as e:
             return await fr.refuse(1 << 30, client_error(e))
+        checked(request)  # signed by the governance key
         ups = []
         try:
             for what in ("dataset", "state"):
@@ -348,13 +420,14 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         Route("/v1/governance/register", guarded(post_register), methods=["POST"]),
         Route("/v1/governance/epochs", guarded(post_epoch), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found},
+                    middleware=[Middleware(Admit, policy=admission or Admission())])
     app.state.body_pace = body_pace or BodyPace()
     return app
 
 
 def serve(directory: str | Path, host: str, port: int, beacon_url: str | None, tick_every: float = 0.1,
-          ready_file: str | None = None) -> None:
+          ready_file: str | None = None, admission: Admission | None = None) -> None:
     """Run the node until interrupted (``pogo node serve``)."""
     import uvicorn
 
@@ -365,9 +438,10 @@ def serve(directory: str | Path, host: str, port: int, beacon_url: str | None, t
         bc = BeaconClient(beacon_url)
         bc.bind(chain)
         chain.beacon = bc
-    app = make_app(chain, tick_every)
+    admission = admission or Admission()
+    app = make_app(chain, tick_every, admission=admission)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            limit_concurrency=256, timeout_keep_alive=30)
+                            limit_concurrency=admission.max_connections, timeout_keep_alive=30)
     server = uvicorn.Server(config)
     _announce(server, ready_file, f"node for chain {chain.state.genesis.chain_id}", chain)
     try:

@@ -30,6 +30,8 @@ and any other change to a signed bundle (losses, windows, a leaf byte) breaks th
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import struct
 from dataclasses import dataclass, replace
 
@@ -58,6 +60,11 @@ MAX_DATA_BYTES = 1 << 31
 MAX_OPENINGS = 1 << 20
 MAX_WINDOWS = 1 << 16
 MAX_PATH = 64
+FIXED_BYTES = 20  # magic, version, metadata length: what says how much of the rest to read
+PEEK_HEADER_BYTES = 1 << 16  # the largest signed header a chain records (chain.MAX_HEADER_BYTES)
+# canonical metadata has sorted keys, so a bundle's metadata always starts with these three fields
+_PEEK_LEAD = re.compile(rb'\{"beacon":"[0-9a-f]{64}","format":"pogo-bundle","header":')
+_PEEK_LEAD_BYTES = len(b'{"beacon":"') + 64 + len(b'","format":"pogo-bundle","header":')
 _META_KEYS = {"format", "header", "beacon", "layout", "openings", "windows", "losses"}
 _OPEN_KEYS = {"index", "path_prev", "path_next", "path_q"}
 
@@ -109,6 +116,13 @@ class Bundle:
         reader accepts only canonical metadata, so the body is exactly the bytes that were read)."""
         return verify_signature(self.header.miner_key, BUNDLE_DOMAIN, self._message(), self.signature)
 
+    @staticmethod
+    def claim_valid(header: Signed, body_sha256: bytes, signature: bytes) -> bool:
+        """Is ``signature`` the header miner's signature of a bundle body hashing to ``body_sha256``? Checked
+        before a body is received, so only the miner can hold its candidate's upload slot."""
+        return len(body_sha256) == 32 and verify_signature(
+            header.body.miner_key, BUNDLE_DOMAIN, bytes.fromhex(header.body.chain_id) + body_sha256, signature)
+
     def _message(self) -> bytes:
         """``chain id || SHA-256(body)``: signed for the header's chain only (PROTOCOL 13)."""
         return bytes.fromhex(self.header.chain_id) + hashlib.sha256(self.body_bytes()).digest()
@@ -144,6 +158,45 @@ class Bundle:
         candidate, is its proof window open) before it parses the openings or stores a byte."""
         meta, _ = _metadata(buf, "proof bundle")
         return Signed.from_obj(get_field(meta, "header", dict, "proof bundle"), Header, "proof bundle.header")
+
+    @staticmethod
+    def peek_size(first: bytes, max_header: int = PEEK_HEADER_BYTES) -> int:
+        """From a bundle's first ``FIXED_BYTES``: how many leading bytes ``header_from_prefix`` needs (the
+        fixed part and the metadata up to the end of a header of at most ``max_header`` bytes, never a
+        byte of leaf data). Refuses a bad magic, version or metadata length at once."""
+        what = "proof bundle"
+        if len(first) < FIXED_BYTES or first[:8] != MAGIC:
+            raise MalformedInput(f"{what}: not a pogo proof bundle (bad magic)")
+        (version,) = struct.unpack_from("<I", first, 8)
+        if version != BUNDLE_VERSION:
+            raise MalformedInput(f"{what}: unsupported version {version} (this verifier reads {BUNDLE_VERSION})")
+        (jlen,) = struct.unpack_from("<Q", first, 12)
+        if jlen > MAX_META_BYTES:
+            raise MalformedInput(f"{what}: metadata length {jlen} is above the limit of {MAX_META_BYTES}")
+        return FIXED_BYTES + min(jlen, _PEEK_LEAD_BYTES + max_header + 1)
+
+    @staticmethod
+    def header_from_prefix(prefix: bytes) -> SignedHeader:
+        """The signed header of a bundle from its first bytes alone (``peek_size`` of them): what a node
+        checks before it reads or stores any leaf byte. Canonical metadata has sorted keys, so the
+        header is its third field, after the beacon and the format; its bytes must be exactly the
+        header envelope's canonical bytes (``from_bytes`` later checks the whole file)."""
+        what = "proof bundle"
+        Bundle.peek_size(prefix[:FIXED_BYTES])
+        meta = bytes(prefix[FIXED_BYTES:])
+        if not _PEEK_LEAD.match(meta):
+            raise MalformedInput(f"{what}: metadata does not start with the beacon, format and header fields "
+                                 "of canonical bundle metadata")
+        start = _PEEK_LEAD_BYTES
+        try:  # latin-1: one character per byte, so the decoder's offsets are byte offsets
+            obj, end = json.JSONDecoder().raw_decode(meta.decode("latin-1"), start)
+            exact = canonical(obj) == meta[start:end]
+        except (ValueError, TypeError, RecursionError):
+            exact = False
+        if not exact or not isinstance(obj, dict):
+            raise MalformedInput(f"{what}: the metadata's header is not a canonical JSON object that ends within "
+                                 f"the first {len(prefix)} bytes")
+        return Signed.from_obj(obj, Header, f"{what}.header")
 
     @classmethod
     def from_bytes(cls, buf: bytes) -> Bundle:
