@@ -26,6 +26,7 @@ from pogo_jax.spec.records import DataRef, Epoch, Genesis, Participant
 PAGE_ROUNDS = 50  # rounds (and their candidates) on one page
 REFRESH_S = 5  # the page reloads itself this often unless ?refresh=0
 EVENTS_SHOWN = 50
+MAX_DOTS = 200  # the plot marks (with a hover title) only the latest blocks; its line has them all
 
 
 @cache
@@ -196,7 +197,8 @@ def loss_chart(points: list[tuple[int, float, float]], markers: list[tuple[int, 
     ticks = sorted({x0, *hs[::-1][::n_ticks]})
     return {"width": width, "height": height, "left": left, "top": pad, "plot_w": width - left - pad,
             "plot_h": height - 2 * pad, "path": "M" + path[1:],
-            "dots": [{"x": sx(h), "y": sy(b), "title": f"height {h}: {a:.4f} -> {b:.4f}"} for h, a, b in points],
+            "dots": [{"x": sx(h), "y": sy(b), "title": f"height {h}: {a:.4f} -> {b:.4f}"}
+                     for h, a, b in points[-MAX_DOTS:]],
             "xticks": [{"x": sx(h), "label": h} for h in ticks],
             "yticks": [{"y": sy(v), "label": f"{v:.3f}"} for v in (y0, (y0 + y1) / 2, y1)],
             "markers": [{"x": sx(h - 1), "label": label} for h, label in markers if x0 <= h - 1 <= x1],
