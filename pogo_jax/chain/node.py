@@ -398,8 +398,16 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         return _accepted(await run_in_threadpool(chain.finish_epoch, record, ups[0], ups[1]))
 
     async def explorer(request: Request) -> HTMLResponse:
-        with chain.lock:
-            html = render(chain)
+        """The page: a snapshot under the chain lock, then the templating without it, both off the event loop
+        (explorer.render). ``?page=N``: older rounds; ``?refresh=0``: no auto-reload."""
+        q = request.query_params
+        try:
+            page = int(q.get("page", "1"))
+        except ValueError:
+            page = 0
+        if not 1 <= page < 2**31 or q.get("refresh", "1") not in ("0", "1"):
+            return HTMLResponse("page is a positive integer and refresh is 0 or 1", status_code=400)
+        html = await run_in_threadpool(render, chain, page, q.get("refresh", "1") == "1")
         return HTMLResponse(html)
 
     async def not_found(request: Request, exc: HTTPException) -> JSONResponse:
