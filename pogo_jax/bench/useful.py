@@ -74,8 +74,16 @@ def run_chain(cfg: Config, cfg_name: str, overrides: list[str], work: Path, bloc
             demo.wait(lambda s: s.tip_height >= start + blocks, timeout, f"{blocks} confirmed blocks")
         finally:
             demo.stop()
-    demo.view.refresh()
     return demo
+
+
+def replay(demo: Demo):  # noqa: ANN201 - a ChainView
+    """The bench's own replay of the stopped node's directory (its log, blobs and re-checks)."""
+    from pogo_jax.chain.chain import Chain
+    from pogo_jax.chain.client import LocalClient
+    from pogo_jax.chain.view import ChainView
+
+    return ChainView(LocalClient(Chain(demo.d.node)))
 
 
 def miner_outcomes(logs: Path) -> dict[tuple[int, int, str], dict]:
@@ -134,7 +142,8 @@ def analyse(demo: Demo, cfg: Config, held: HeldOut, console: Console) -> dict:
     """Everything the issue asks, from the bench's own replay of the chain."""
     from pogo_jax.chain.history import rebuild
 
-    view, st = demo.view, demo.view.state
+    view = replay(demo)
+    st = view.state
     lay = st.genesis.layout
     tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
     outcomes = miner_outcomes(demo.d.logs)
@@ -283,7 +292,7 @@ def run(args, console: Console | None = None) -> dict:  # noqa: ANN001 - argpars
     demo = run_chain(cfg, args.config, overrides, work, args.blocks, args.timeout, console)
     held = HeldOut(cfg, ds, args.eval_windows)
     res = analyse(demo, cfg, held, console)
-    genesis = demo.view.confirmed(0).arrays
+    genesis = replay(demo).confirmed(0).arrays
     steps = res["curve"][-1]["win_tokens"] // (cfg.train.batch_size * cfg.model.seq_len)
     steps = max(steps, res["curve"][-1]["all_tokens"] // (cfg.train.batch_size * cfg.model.seq_len)) \
         if args.baseline_all else steps
