@@ -22,6 +22,7 @@ import jinja2
 
 from pogo_jax.chain.state import SEALED_OK, Candidate, ChainState, Round, StakeEvent
 from pogo_jax.spec.records import DataRef, Epoch, Genesis, Participant
+from pogo_jax.spec.units import shard_bits_per_byte
 
 PAGE_ROUNDS = 50  # rounds (and their candidates) on one page
 REFRESH_S = 5  # the page reloads itself this often unless ?refresh=0
@@ -243,9 +244,10 @@ def render_snapshot(s: Snapshot, page: int = 1, refresh: bool = True) -> str:
                      "cls": outcome_class(outcome),
                      "winner": name(win.miner) if win else "", "improvement": imp, "lcb": lcb,
                      "loss": "" if lv is None else f"{lv[0]:.4f} -> {lv[1]:.4f}",
-                     # bits per byte goes here, beside the loss in nats/token, once the dataset records its bytes
-                     # per token: set it, and the template shows the column (no row has it yet)
-                     "bits_per_byte": None,
+                     # beside the loss in nats/token: bits per byte of the shard's text (comparable across tokenizers)
+                     "bits_per_byte": "" if lv is None or x.shard is None else
+                     f"{shard_bits_per_byte(x.data.manifest, x.shard, lv[0]):.4f} -> "
+                     f"{shard_bits_per_byte(x.data.manifest, x.shard, lv[1]):.4f}",
                      "reward": win.reward if win else "", "n_candidates": len(x.candidates),
                      "candidates": [_candidate_row(c, name) for c in x.candidates.values()]})
     sealed = r.data.sealed.n if r.data.sealed else 0
@@ -255,7 +257,7 @@ def render_snapshot(s: Snapshot, page: int = 1, refresh: bool = True) -> str:
         waiting=r.phase == "waiting", budget_left=s.budget_left, pending_epochs=s.pending_epochs,
         chart=loss_chart(points, starts), epochs=epochs, rounds=rows, page=page, pages=pages,
         page_links=_page_links(page, pages), n_rounds=len(every), per_page=PAGE_ROUNDS,
-        show_bpb=any(x["bits_per_byte"] is not None for x in rows), refresh=REFRESH_S if refresh else None,
+        show_bpb=any(x["bits_per_byte"] for x in rows), refresh=REFRESH_S if refresh else None,
         stakes=[{"name": p.name, "role": p.role, "key": _short(k), "stake": s.stakes[k]}
                 for k, p in s.participants.items()],
         events=[{"seq": e.seq, "who": name(e.key), "delta": f"{e.delta:+d}", "why": e.reason,
