@@ -312,3 +312,20 @@ def test_sigterm_stops_pogo_train_like_ctrl_c_and_it_resumes(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     assert f"resuming from step {steps[-1]} of {steps[-1] + 5}" in r.stderr
     assert f"done: step {steps[-1] + 5} (resumed from step {steps[-1]})" in r.stdout
+
+
+def test_sigterm_stops_a_server_like_ctrl_c(tmp_path) -> None:
+    """uvicorn takes SIGTERM for its graceful shutdown, then raises it again: the CLI's handler makes it Ctrl-C's
+    exit (130, one line) instead of a silent 0 or a kill."""
+    from nodekit import Child
+
+    beacon = Child("beacon", "serve", "--dir", str(tmp_path / "beacon"), "--port", "0")
+    try:
+        beacon.wait_url()
+        os.killpg(beacon.p.pid, signal.SIGTERM)
+        assert beacon.p.wait(30) == 130
+        time.sleep(0.2)  # the reader thread drains stderr
+        assert beacon.lines[-1].startswith("interrupted: what was written is kept"), beacon.lines
+        assert not any("Traceback" in x for x in beacon.lines)
+    finally:
+        beacon.stop()
