@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command a session runs on an NVIDIA H200 when one is lent:
 #
-#   OUT=./device-out bash scripts/device_suite.sh            # on the GPU machine, under 8 minutes
-#   OUT=/tmp/ds bash scripts/device_suite.sh --dry-run       # the same steps, tiny sizes, cpu platform
+#   bash scripts/device_suite.sh                  # on the GPU machine, under 8 minutes -> runs/device-suite/
+#   bash scripts/device_suite.sh --dry-run        # the same steps, tiny sizes, cpu platform -> runs/device-suite-dry/
+#   OUT=DIR bash scripts/device_suite.sh ...      # anywhere else (runs/ is ignored by git; nothing else is written)
 #
 # Steps, each under its own `timeout`, each writing JSON under $OUT (the log of all is $OUT/suite.log,
 # the summary $OUT/suite.json):
@@ -21,7 +22,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; elif [[ -n "${1:-}" ]]; then echo "usage: $0 [--dry-run]" >&2; exit 2; fi
-OUT="${OUT:-./device-out}"
+OUT="${OUT:-runs/device-suite$( ((DRY)) && echo -dry)}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/suite.log"

@@ -48,11 +48,11 @@ _URL = re.compile(r"listening on (http://\S+)")
 class Child:
     """A ``pogo`` command as a child process in its own session; ``url`` once it prints one."""
 
-    def __init__(self, *argv: str, env: dict | None = None, log: Path | None = None) -> None:
+    def __init__(self, *argv: str, env: dict | None = None, log: Path | None = None, cwd: Path | None = None) -> None:
         self.log = open(log, "a") if log else subprocess.DEVNULL  # noqa: SIM115
         self.p = subprocess.Popen([sys.executable, "-m", "pogo_jax.cli", *argv], stdout=self.log,
                                   stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-                                  start_new_session=True)
+                                  start_new_session=True, cwd=cwd)
         self.url: str | None = None
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

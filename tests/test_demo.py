@@ -66,10 +66,10 @@ def test_sigterm_stops_the_demo_like_ctrl_c() -> None:
     import signal
     import time
 
-    from pogo_jax.demo.run import _terminate_as_interrupt
+    from pogo_jax.interrupt import terminate_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt():
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) == before

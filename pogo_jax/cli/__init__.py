@@ -3,7 +3,7 @@
 that the light-tier commands (``pogo verify``, ``pogo attest`` without ``--full``) never import jax.
 
 Exit codes: 0 success/accept, 1 reject (or an audit difference), 2 unusable input (one line on
-stderr, nothing written), 130 interrupted.
+stderr, nothing written), 130 interrupted (Ctrl-C or SIGTERM: what was written is kept).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from pogo_jax.errors import Rejected, UserError
+from pogo_jax.interrupt import terminate_as_interrupt
 
 # command name -> module under pogo_jax.cli (order = order in --help)
 COMMANDS: dict[str, str] = {
@@ -31,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "chain": "chain",
     "sync": "sync",
     "audit": "audit",
+    "fetch": "fetch",
     "govern": "govern",
     "bench": "bench",
     "report": "report",
@@ -45,13 +48,26 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def plain(doc: str) -> str:
+    """A module docstring as terminal text: RST's double backquotes become single ones."""
+    return doc.replace("``", "`")
+
+
+def summary(doc: str) -> str:
+    """The first sentence of a docstring, unwrapped and without backquotes: one entry of ``pogo --help``."""
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    first = re.split(r"(?<=[.!?])\s", para, maxsplit=1)[0]
+    return first.replace("`", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pogo", description="PoGO: proof of gradient optimization (mine, prove, verify, attest).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, modname in COMMANDS.items():
         mod = importlib.import_module(f"pogo_jax.cli.{modname}")
-        p = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0] if mod.__doc__ else None,
-                           description=mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        doc = mod.__doc__ or ""
+        p = sub.add_parser(name, help=summary(doc), description=plain(doc),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -82,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with terminate_as_interrupt():  # SIGTERM (timeout, systemd, kill) takes Ctrl-C's path below
+            return int(args._run(args) or 0)
     except Rejected as e:
         print(f"REJECT {e.code}: {e.detail}", file=sys.stderr)
         return 1

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
         d = Path(args.target)
         if not (d / "ledger.sqlite").is_file():
-            raise UserError(f"{d} is neither a node URL nor a chain directory (no ledger.sqlite)")
+            hint = f"; try {d / 'node'}" if (d / "node" / "ledger.sqlite").is_file() else ""
+            raise UserError(f"{d} is neither a node URL nor a chain directory (no ledger.sqlite){hint}")
         ledger = Ledger.open(d / "ledger.sqlite", readonly=True)
         store = BlobStore(d / "blobs", readonly=True)
         entries, tables, fetch = ledger.entries(), ledger.tables(), store.get

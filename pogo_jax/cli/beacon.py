@@ -1,5 +1,6 @@
-"""The beacon service: ``pogo beacon serve`` runs it (its secret never leaves its directory);
-``pogo beacon info`` prints its public anchor and key.
+"""Run the beacon service (serve), print its public anchor and key (info), or give it new shard keys (add-keys).
+
+``pogo beacon serve`` runs it; its secret never leaves its directory.
 
 It releases one value per round, only against the node's signed close of that round's submission
 window, once its own clock has passed that time, and with it the key of the round's sealed evaluation
@@ -19,10 +20,12 @@ from pogo_jax.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["serve", "info", "add-keys"])
+    p.add_argument("action", choices=["serve", "info", "add-keys"],
+                   help="serve: run the service; info: print its anchor and key; add-keys: take a new --eval-keys")
     p.add_argument("--dir", type=Path, required=True, help="the beacon's own directory (created on first serve)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8701, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this host only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8701, help="port to listen on (default 8701; 0 picks a free one)")
     p.add_argument("--length", type=int, default=4096, help="values in a new hash chain (rounds it can serve)")
     p.add_argument("--node-key", default=None, metavar="HEX", help="serve only the node with this public key")
     p.add_argument("--eval-keys", action="append", default=[], type=Path, metavar="KEYS",

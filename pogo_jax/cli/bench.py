@@ -1,11 +1,13 @@
 """Measure this backend: training with and without PoGO, hashing, commit, proofs, verification.
 
-Writes OUT/bench_<backend>.json (device kind as jax reports it, jax version, the command): training
-tokens/s and MFU with PoGO disabled (plain train step) and enabled (a real miner block: train +
-quantize + commit + prove), the PoGO overhead per block as a fraction of its training time,
-device leaf-hash GB/s, commit time, proof bytes for k leaves, light and full verification time,
-and the Merkle roots of a fixed input so that `pogo report` can compare backends. The default
-config is `small` on CPU and `gpt2-124m` elsewhere; --quick shrinks everything (a smoke run).
+Writes OUT/bench_<backend>.json, OUT being runs/bench unless --out says otherwise (the committed
+results are written only by an explicit --out benchmarks/results): device kind as jax reports it, jax
+version, the command, training tokens/s and MFU with PoGO disabled (plain train step) and enabled (a
+real miner block: train + quantize + commit + prove), the PoGO overhead per block as a fraction of its
+training time, device leaf-hash GB/s, commit time, proof bytes for k leaves, light and full
+verification time, and the Merkle roots of a fixed input so that `pogo report` can compare backends.
+The default config is `small` on CPU and `gpt2-124m` elsewhere; --quick shrinks everything (a smoke
+run).
 """
 
 from __future__ import annotations
@@ -13,22 +15,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pogo_jax.bench.common import RESULTS, command_line, write_json
+from pogo_jax.bench.common import command_line, write_json
 from pogo_jax.bench.suite import default_config, run_bench
 from pogo_jax.config import load_config
 from pogo_jax.errors import UserError
+
+DEFAULT_OUT = Path("runs/bench")  # a run directory (ignored by git): a run never overwrites committed results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="config name or TOML path (default: small on CPU, "
                         "gpt2-124m on GPU/TPU)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value (repeatable), e.g. --set model.n_layers=4")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 5-step blocks (smoke test)")
     parser.add_argument("--k", type=int, default=64, help="challenged leaves per block (default 64)")
     parser.add_argument("--block-steps", type=int, default=None,
                         help="steps per measured block (default: the config's miner.block_steps; 5 with --quick)")
-    parser.add_argument("--out", type=Path, default=None, help="directory for bench_<backend>.json "
-                        "(default benchmarks/results)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help=f"directory for bench_<backend>.json (default {DEFAULT_OUT}; the committed results: "
+                        "--out benchmarks/results)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--k must be at least 1, got {args.k}")
     if args.block_steps is not None and args.block_steps < 1:
         raise UserError(f"--block-steps must be at least 1, got {args.block_steps}")
-    out = args.out or RESULTS
+    out = args.out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, expected a directory")
     cfg = load_config(args.config or default_config(jax.default_backend()), args.overrides)

@@ -1,6 +1,8 @@
-"""Show the chain as its signed log implies it: confirmed blocks, rounds with their sealed shards and windows,
-candidates with the chain's measurement (improvement, lower bound) and votes, stakes. The log is replayed and
-checked here; nothing is taken on the node's word."""
+"""Show the chain as its signed log implies it: blocks, rounds, candidates, votes and stakes.
+
+Confirmed blocks, rounds with their sealed shards and windows, candidates with the chain's measurement
+(improvement, lower bound) and votes, stakes. The log is replayed and checked here; nothing is taken on
+the node's word."""
 
 from __future__ import annotations
 

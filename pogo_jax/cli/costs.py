@@ -5,7 +5,8 @@ Reads a `pogo bench` result (--results) and prints, per model: bytes of the 32-b
 tokens at the measured MFU, commitment, quantize and prove time, light and full verification time,
 the verification/training ratios and the block length a --target-loss-drop needs (from a fitted
 loss-versus-tokens curve of a small config: an extrapolation, stated as such). Writes
-costs_<backend>.json/.md/.png under --out. --scaling also measures the scaling study (commit time,
+costs_<backend>.json/.md/.png under --out (runs/costs by default; the committed ones only with an
+explicit --out benchmarks/results). --scaling also measures the scaling study (commit time,
 proof size, light verification versus parameter count) on this machine and plots it on log axes;
 without it an existing scaling_<backend>.json in --out is plotted again.
 """
@@ -18,20 +19,26 @@ from pathlib import Path
 from pogo_jax.bench import costs
 from pogo_jax.bench.common import RESULTS, command_line, read_json, write_json
 from pogo_jax.bench.scaling import DEFAULT_SIZES
+from pogo_jax.cli.bench import DEFAULT_OUT as BENCH_OUT
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_write_bytes
 
+DEFAULT_OUT = Path("runs/costs")  # a run directory (ignored by git): a run never overwrites committed results
+
 
 def _default_results() -> Path:
-    for backend in ("gpu", "tpu", "cpu"):
-        if (RESULTS / f"bench_{backend}.json").is_file():
-            return RESULTS / f"bench_{backend}.json"
+    """This machine's own `pogo bench` result (runs/bench) before the committed ones; GPU, TPU, then CPU."""
+    for d in (BENCH_OUT, RESULTS):
+        for backend in ("gpu", "tpu", "cpu"):
+            if (d / f"bench_{backend}.json").is_file():
+                return d / f"bench_{backend}.json"
     return RESULTS / "bench_cpu.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=None, metavar="FILE",
-                        help="bench_<backend>.json (default: benchmarks/results/bench_gpu.json, else _tpu, else _cpu)")
+                        help="bench_<backend>.json (default: runs/bench/bench_gpu.json, else _tpu, else _cpu, "
+                        "else the same in benchmarks/results)")
     parser.add_argument("--tokens", type=float, default=1e9, help="training tokens per block (default 1e9)")
     parser.add_argument("--k", type=int, default=64, help="challenged leaves per block (default 64)")
     parser.add_argument("--m", type=int, default=8, help="challenge loss windows (default 8)")
@@ -46,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling", action="store_true", help="measure the scaling study now (a few minutes)")
     parser.add_argument("--scaling-sizes", default=None,
                         help="comma-separated parameter counts (default 1e5,1e6,1e7,1e8)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default benchmarks/results)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help=f"output directory (default {DEFAULT_OUT}; the committed results: "
+                        "--out benchmarks/results)")
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:
@@ -62,7 +71,7 @@ def _sizes(text: str | None) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.out or RESULTS
+    out = args.out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, expected a directory")
     results = args.results or _default_results()

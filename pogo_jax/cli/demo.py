@@ -1,5 +1,7 @@
-"""Run a local PoGO chain on loopback: a beacon and a node as child processes, a miner and verifiers as
-clients in their own directories; mine, verify, attest and finalize a few blocks on the embedded dataset.
+"""Run a local PoGO chain on loopback and mine, verify, attest and finalize a few blocks.
+
+A beacon and a node run as child processes, a miner and verifiers as clients in their own directories,
+on the embedded dataset.
 
 With ``--adversary NAME`` one cheating miner (or verifier) joins after the honest block(s) and the
 report says what it got: ``DIR/report/adversary-NAME.json``. ``--out DIR`` keeps the chain, so a second

@@ -1,6 +1,8 @@
-"""Governance records, signed by the chain's governance key: ``register`` a participant, or start a
-fine-tuning ``epoch`` (a new dataset, optionally a new initial state from a checkpoint). An epoch takes
-effect at the next round that opens after it is recorded."""
+"""Sign governance records: register a participant, or start a fine-tuning epoch.
+
+Signed by the chain's governance key: ``register`` a participant, or start a fine-tuning ``epoch`` (a new
+dataset, optionally a new initial state from a checkpoint). An epoch takes effect at the next round that
+opens after it is recorded."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from pogo_jax.train.param_files import load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["register", "epoch"])
+    p.add_argument("action", choices=["register", "epoch"],
+                   help="register: a new miner or verifier; epoch: a new dataset (and state) from the next round")
     add_node_arg(p)
     p.add_argument("--key", type=Path, required=True, help="the governance key PEM")
     p.add_argument("--member", default=None, metavar="KEY", help="register: public key (hex) or PEM file")

@@ -1,5 +1,8 @@
-"""Create a chain directory for ``pogo node serve``: genesis record (signed by the governance key), model,
-dataset, rules, the beacon's anchor, the node's own key, and the first participants with their stakes.
+"""Create a chain directory for ``pogo node serve``, with its signed genesis and first participants.
+
+The genesis record (signed by the governance key) fixes the model, the dataset, the rules, the beacon's
+anchor and the node's own key; the first participants get their stakes. A chain decides a block only on
+``chain.min_full`` revealed full votes, so fewer registered verifiers than that is refused.
 
 Participants are given by public key (64 hex digits, or a PEM file whose public half is used).
 """
@@ -27,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beacon", required=True, metavar="URL", help="the beacon service (pogo beacon serve)")
     p.add_argument("--governance-key", type=Path, required=True, help="PEM key that signs genesis and epochs")
     p.add_argument("--miner", action="append", default=[], metavar="KEY", help="a miner's public key (repeatable)")
-    p.add_argument("--verifier", action="append", default=[], metavar="KEY", help="a verifier's public key")
+    p.add_argument("--verifier", action="append", default=[], metavar="KEY",
+                   help="a verifier's public key (repeatable; at least the rules' chain.min_full, 2 by default, "
+                        "who will attest with --full, or no block is ever decided)")
     p.add_argument("--stake", type=int, default=1000, help="initial stake of every participant")
 
 
@@ -52,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stake <= 0:
         raise UserError("--stake must be positive")
     cfg = load_cfg(args)
+    if len(args.verifier) < cfg.chain.min_full:
+        lower = f", or --set chain.min_full={len(args.verifier)}" if args.verifier else ""
+        raise UserError(f"a block is decided on {cfg.chain.min_full} revealed full votes (chain.min_full) and "
+                        f"{len(args.verifier)} verifier(s) would be registered: no block could ever be confirmed; "
+                        f"give --verifier KEY for each full verifier (at least {cfg.chain.min_full}){lower}")
     if args.data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(args.data)))
     gov = load_key(args.governance_key)

@@ -1,5 +1,9 @@
-"""Mine: train a block from the chain's confirmed tip, submit it with its whole update, answer the round's
-challenge with a signed bundle, and follow the outcome; round after round with ``--rounds``.
+"""Mine: train a block from the chain's tip, submit it, prove it when challenged, and follow the outcome.
+
+The update goes with the header; the round's challenge is answered with a signed bundle; round after
+round with ``--rounds`` (0: until interrupted). A block that falls short of the miner's own self-check is
+not submitted: the miner waits for the next round (backing off up to a round's length) and says once
+what to change.
 
 The miner's optimizer, batch and quantizer choices come from ``--config`` (the chain fixes only the
 model and the rules). Its private state stays in ``--workdir``; rerunning after a crash resumes.
@@ -8,11 +12,10 @@ model and the rules). Its private state stays in ``--workdir``; rerunning after 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from pogo_jax.cli._common import add_config_args, add_node_arg, client, load_cfg, load_key, print_events
-from pogo_jax.roles.miner import HONEST, Miner
+from pogo_jax.roles.miner import HONEST, Miner, mine_rounds
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,10 +51,6 @@ def run(args: argparse.Namespace) -> int:
         miner.prepare()
         miner.view.wait(lambda st: st.tip_height >= args.after_height, args.timeout,
                         what=f"confirmed height {args.after_height}")
-    n = 0
-    while args.rounds == 0 or n < args.rounds:
-        out = miner.mine_round(args.timeout, step)
-        if not args.events:
-            print(json.dumps({k: v for k, v in out.items() if k != "train_losses"}), flush=True)
-        n += 1
+    mine_rounds(miner, args.rounds, args.timeout, step, say=lambda line: print(line, flush=True),
+                outcomes=not args.events)
     return 0

@@ -17,12 +17,10 @@ chain (until its shards run out: the demo then says how to add more).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import queue
-import signal
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +35,7 @@ from pogo_jax.demo.adversary import ADVERSARIES, ALL, COALITIONS, EXPECTED, VERI
 from pogo_jax.demo.procs import Procs
 from pogo_jax.errors import UserError
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.interrupt import terminate_as_interrupt
 from pogo_jax.roles.governance import create_chain, register_record
 from pogo_jax.spec.keys import generate_key, load_private_pem, public_bytes, save_private_pem
 from pogo_jax.spec.records import Participant
@@ -304,7 +303,7 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
     demo = Demo(cfg, cfg_name, overrides, out, console)
     t0 = time.perf_counter()
     adv_rec = None
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         try:
             demo.start_chain(verifiers, full, extra)
             st = demo.view.state
@@ -351,24 +350,6 @@ def run_demo(cfg: Config, cfg_name: str, overrides: list[str], out: Path, blocks
     report.show(console, rep, adv_rec)
     console.print(f"report: {out / 'report'}; logs: {out / 'logs'}; chain: {out / 'node'}")
     return {"report": rep, "adversary": adv_rec}
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():  # noqa: ANN202
-    """SIGTERM (``timeout``, systemd, a CI runner) stops the demo like Ctrl-C: its children are stopped too and
-    no port stays bound."""
-    def handler(signum, frame):  # noqa: ANN001, ANN202
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def sister_records(demo: Demo) -> dict:

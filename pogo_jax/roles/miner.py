@@ -516,3 +516,85 @@ def miner_seed(seed: int, miner_key: bytes) -> int:
     tip, and the second would be slashed for replaying the first."""
     digest = hashlib.sha256(b"pogo/miner-seed/v1" + int(seed).to_bytes(8, "little", signed=True) + miner_key).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------------------- pogo mine's loop, with backoff
+def round_length_s(rules) -> float:  # noqa: ANN001 - ChainRules
+    """The longest a round can take once a candidate is in: its four windows."""
+    return (rules.submit_window_ms + rules.prove_window_ms + rules.attest_window_ms + rules.reveal_window_ms) / 1000
+
+
+def abstain_hint(cfg: Config, delta: float) -> str:
+    """What a miner whose blocks keep falling short can change (said once, not at every abstention)."""
+    mc, lr = cfg.miner, cfg.optim.lr
+    return (f"hint: blocks keep falling short of the self-check ({mc.self_check_margin:g} x the chain's delta "
+            f"{delta:g} nats): train more per block (--set miner.block_steps={2 * mc.block_steps}, now "
+            f"{mc.block_steps}) or with a larger learning rate (--set optim.lr={2 * lr:g}, now {lr:g}); the "
+            f"delta itself is the chain's (set at pogo init); a smaller miner.self_check_margin risks stake")
+
+
+@dataclass
+class AbstainBackoff:
+    """A miner that abstained does not train again at once: it waits for the next round, or while the round
+    stays open (nobody else submits) ``first_s``, then twice that, ... up to ``cap_s`` (a round's length)
+    before it tries the same round again. ``streak`` counts abstentions in a row; a line is worth printing
+    at the 1st, 2nd, 4th, 8th... of them, so a stuck miner logs a handful of lines an hour, not one a second."""
+
+    cap_s: float
+    first_s: float = 1.0
+    streak: int = 0
+
+    def abstained(self) -> float:
+        """Count one more abstention; the seconds to wait before the next try."""
+        self.streak += 1
+        return min(self.cap_s, self.first_s * 2.0 ** min(self.streak - 1, 60))
+
+    def worth_a_line(self) -> bool:
+        return self.streak & (self.streak - 1) == 0
+
+    def reset(self) -> int:
+        """A round taken part in ends the streak; returns how long it was."""
+        n, self.streak = self.streak, 0
+        return n
+
+
+def wait_for_round_change(view: ChainView, key: tuple[int, int], seconds: float,
+                          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                          poll: float = 0.5) -> bool:
+    """Up to ``seconds`` for the open round to be another than ``key``; True when it is."""
+    end = clock() + seconds
+    while (left := end - clock()) > 0:
+        sleep(min(poll, left))
+        view.refresh()
+        if (view.state.round.height, view.state.round.round) != key:
+            return True
+    return False
+
+
+def mine_rounds(miner: Miner, rounds: int, timeout: float, on_step=None, say: Callable[[str], None] = print,  # noqa: ANN001
+                outcomes: bool = True, clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> int:
+    """``pogo mine``'s loop: ``rounds`` rounds (0: until interrupted), each outcome one JSON line through
+    ``say`` (with ``outcomes``). An abstention is followed by ``AbstainBackoff``'s wait; a streak of them is
+    counted, not repeated, and the hint of what to change is said once. Returns the rounds done."""
+    backoff = AbstainBackoff(max(1.0, round_length_s(miner.view.state.rules)))
+    hinted = False
+    n = 0
+    while rounds == 0 or n < rounds:
+        out = miner.mine_round(timeout, on_step)
+        n += 1
+        line = {k: v for k, v in out.items() if k != "train_losses"}
+        if out["status"] != "abstained":
+            streak = backoff.reset()
+            if outcomes:
+                say(json.dumps({**line, **({"abstained_before": streak} if streak else {})}))
+            continue
+        wait = backoff.abstained()
+        if backoff.worth_a_line() and outcomes:
+            say(json.dumps({**line, "abstentions_in_a_row": backoff.streak, "next_try_s": wait}))
+        if not hinted:
+            say(abstain_hint(miner.cfg, float(miner.view.state.rules.delta)))
+            hinted = True
+        if rounds == 0 or n < rounds:
+            wait_for_round_change(miner.view, (out["height"], out["round"]), wait, clock, sleep)
+    return n

@@ -27,10 +27,10 @@ from jax.sharding import Mesh
 
 from pogo_jax.config import Config, resolve_vocab
 from pogo_jax.errors import UserError
-from pogo_jax.plotting import plot_curves
 from pogo_jax.pytree import flatten_params
 from pogo_jax.train import checkpoint, data, sharding
 from pogo_jax.train.model import GPT, abstract_model, check_flat, unflatten_like
+from pogo_jax.train.progress import TrainProgress, plot_metrics
 
 # ------------------------------------------------------------------------------------- optimizer
 
@@ -333,30 +333,6 @@ def _trim_metrics(path: Path, upto: int) -> None:
     path.write_text("".join(x + "\n" for x in keep))
 
 
-def _plot(metrics_path: Path, png: Path, title: str) -> None:
-    train, ev = [], []
-    for line in metrics_path.read_text().splitlines():
-        rec = json.loads(line)
-        if "loss" in rec:
-            train.append((rec["step"], rec["loss"]))
-        if "eval_loss" in rec:
-            ev.append((rec["step"], rec["eval_loss"]))
-    plot_curves({"train": train, "eval": ev}, png, title, "step", "loss (nats/byte)")
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
-
-
 def _next(step: int, every: int) -> int:
     """The next multiple of ``every`` after ``step``."""
     return (step // every + 1) * every if every > 0 else 2**62
@@ -392,6 +368,8 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     metrics_path = out_dir / "metrics.jsonl"
     if start_meta is not None:
         trainer.load(mngr)
+        if lead:
+            print(f"resuming from step {trainer.step} of {cfg.train.steps} ({ckpt_dir})", file=sys.stderr, flush=True)
     elif lead and metrics_path.exists():
         metrics_path.unlink()  # a fresh run (no checkpoint) starts a fresh log
     if lead:
@@ -407,8 +385,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     t_log, steps_since = time.perf_counter(), 0
     first_step = trainer.step
     try:
-        with _progress(lead) as bar:
-            task = bar.add_task("train", total=t.steps, completed=trainer.step, status="compiling")
+        with TrainProgress(t.steps, trainer.step, lead, every=t.log_every) as bar:
 
             def on_step(step: int, m: dict[str, float]) -> None:  # called one step late: no stall
                 nonlocal t_log, steps_since, losses
@@ -427,9 +404,9 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
                     status = f"loss {rec['loss']:.3f}" + (f"  {tps:,.0f} tok/s" if tps == tps else "")
-                    bar.update(task, completed=step, status=status)
+                    bar.update(step, status)
                 else:
-                    bar.update(task, completed=step)
+                    bar.update(step)
 
             while trainer.step < t.steps:
                 # run to the next eval or checkpoint boundary as one pipelined stretch of steps
@@ -443,13 +420,15 @@ def train(cfg: Config, out_dir: Path, resume: bool = True) -> dict[str, Any]:
                         log.flush()
                 if step % t.checkpoint_every == 0 or step == t.steps:
                     trainer.save(mngr, extra)
+                    if lead:  # the curve so far, with every checkpoint: a stopped run keeps its plot
+                        plot_metrics(metrics_path, out_dir / "loss.png", f"{cfg.name}: byte-level LM loss")
         mngr.wait_until_finished()
     finally:
         if log:
             log.close()
         mngr.close()
     if lead and metrics_path.exists():
-        _plot(metrics_path, out_dir / "loss.png", f"{cfg.name}: byte-level LM loss")
+        plot_metrics(metrics_path, out_dir / "loss.png", f"{cfg.name}: byte-level LM loss")
     if math.isnan(last_eval):
         last_eval = trainer.evaluate(ds)
     return {
