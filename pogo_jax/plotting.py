@@ -86,7 +86,7 @@ def plot_block_losses(records: Sequence[dict], path: str | Path) -> Path:
             ax.set_ylim(lo - pad, hi + pad)
         ax.set_title("PoGO blocks: loss on each block's challenge windows, before -> after")
         ax.set_xlabel("block height")
-        ax.set_ylabel("loss (nats/byte)")
+        ax.set_ylabel("loss (nats/token)")
         ax.grid(True, alpha=0.3)
         return save_png(fig, path)
     finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pogo_jax.config import resolve_vocab
 from pogo_jax.train import data
 
 # Dense (no sparsity) bf16 tensor-core peaks per device, FLOP/s, from the vendors' data sheets.
@@ -116,6 +117,7 @@ def bench_train_step(cfg, steps: int, warmup: int) -> dict[str, Any]:  # noqa: A
     from pogo_jax.train.step import Trainer
 
     ds = data.load_dataset(cfg.data)
+    cfg, _ = resolve_vocab(cfg, ds.vocab_size, ds.token_info is not None)  # a BPE dataset sets the vocabulary
     t0 = time.perf_counter()
     trainer = Trainer(cfg)
     init_s = time.perf_counter() - t0

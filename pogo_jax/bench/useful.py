@@ -169,19 +169,19 @@ def analyse(demo: Demo, cfg: Config, held: HeldOut, console: Console) -> dict:
         if r.winner is None:
             continue
         win_tokens += steps[r.winner] * tokens_per_step
-        parent = view.confirmed(r.height - 1)
-        nxt = view.confirmed(r.height)
-        point = {"height": r.height, "win_tokens": win_tokens, "all_tokens": all_tokens, **held(nxt.arrays)}
+        parent = dict(view.confirmed(r.height - 1).arrays)  # the view's cache object moves on to the next height
+        point = {"height": r.height, "win_tokens": win_tokens, "all_tokens": all_tokens,
+                 **held(view.confirmed(r.height).arrays)}
         curve.append(point)
         valid = [c for c in cands if c.status in ("valid", "confirmed")]
         if len(valid) >= 2:  # what applying them all would give: theta_prev + sum of their updates
-            total = {k: np.zeros_like(v) for k, v in parent.arrays.items()}
+            total = {k: np.zeros_like(v) for k, v in parent.items()}
             for c in valid:
                 hd = c.header.body
-                arrs, _ = rebuild(parent.arrays, view.fetch(c.update_sha256), lay, hd.root_q, hd.root_next)
+                arrs, _ = rebuild(parent, view.fetch(c.update_sha256), lay, hd.root_q, hd.root_next)
                 for k in total:
-                    total[k] += arrs[k] - parent.arrays[k]
-            together = held({k: parent.arrays[k] + total[k] for k in total})
+                    total[k] += arrs[k] - parent[k]
+            together = held({k: parent[k] + total[k] for k in total})
             combined.append({"height": r.height, "valid": len(valid), "winner_bpb": point["bits_per_byte"],
                              "together_bpb": together["bits_per_byte"],
                              "parent_bpb": curve[-2]["bits_per_byte"]})
@@ -289,7 +289,10 @@ def run(args, console: Console | None = None) -> dict:  # noqa: ANN001 - argpars
     ds = read_packed(data, verify=False)
     cfg, note = resolve_vocab(cfg, ds.vocab_size, True)
     console.print(note)
-    demo = run_chain(cfg, args.config, overrides, work, args.blocks, args.timeout, console)
+    if args.analyse_only:  # the chain in --work as it stands (its node stopped)
+        demo = TwoMinerDemo(cfg, args.config, overrides, work / "chain", console)
+    else:
+        demo = run_chain(cfg, args.config, overrides, work, args.blocks, args.timeout, console)
     held = HeldOut(cfg, ds, args.eval_windows)
     res = analyse(demo, cfg, held, console)
     genesis = replay(demo).confirmed(0).arrays

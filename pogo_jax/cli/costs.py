@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=64, help="challenged leaves per block (default 64)")
     parser.add_argument("--m", type=int, default=8, help="challenge loss windows (default 8)")
     parser.add_argument("--target-loss-drop", type=float, default=0.01,
-                        help="loss improvement per block in nats/byte for the block-length estimate (default 0.01)")
+                        help="loss improvement per block in nats/token for the block-length estimate (default 0.01)")
     parser.add_argument("--devices", type=int, default=1024, help="miner accelerators (default 1024)")
     parser.add_argument("--verifier-devices", type=int, default=8, help="full verifier accelerators (default 8)")
     parser.add_argument("--curve", type=Path, default=None, metavar="FILE",

@@ -4,6 +4,7 @@ dataset's manifest.
   pogo data pack PATH... --out FILE [--tokenizer TOK.json] [--text-field F] [--shard-size N]
                          [--eval-fraction F] [--sealed-eval N --keys-out KEYS [--sealed-bytes B]]
   pogo data tokenizer train PATH... --vocab N --out TOK.json [--text-field F]
+                                      (PATH @stdlib: the embedded standard-library corpus)
   pogo data seal [FILE] --out SEALED --sealed-eval N --keys-out KEYS [--sealed-bytes B]
                                       (no FILE: the embedded standard-library corpus)
   pogo data info [FILE] [--verify]     (no FILE: the embedded standard-library corpus)
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     p = sub.add_parser("pack", help="pack text files/directories into one .pogodata file")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="text files or directories (recursive), .jsonl, .parquet, or .bin ids (with --tokenizer)")
+                   help="text files or directories (recursive), .jsonl, .parquet, .bin ids (with --tokenizer), "
+                        "or @stdlib (the embedded corpus)")
     p.add_argument("--out", required=True, metavar="FILE", help="output .pogodata file")
     p.add_argument("--tokenizer", default=None, metavar="TOK",
                    help="byte-level BPE tokenizer file (`pogo data tokenizer train`); default: bytes, vocab 256")
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on a corpus")
     tsub = t.add_subparsers(dest="tokenizer_command", metavar="ACTION")
     tt = tsub.add_parser("train", help="train a byte-level BPE offline")
-    tt.add_argument("paths", nargs="+", metavar="PATH", help="text files or directories (recursive), .jsonl, .parquet")
+    tt.add_argument("paths", nargs="+", metavar="PATH",
+                    help="text files or directories (recursive), .jsonl, .parquet, or @stdlib (the embedded corpus)")
     tt.add_argument("--vocab", type=int, required=True, metavar="N", help="vocabulary size (ids), above 256")
     tt.add_argument("--out", required=True, metavar="TOK", help="output tokenizer .json file")
     tt.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field (default text)")
@@ -100,7 +103,20 @@ def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+EMBEDDED = "@stdlib"  # a PATH naming the embedded corpus: the interpreter's standard-library *.py files
+
+
+def _expand(paths: list[str]) -> list:
+    """``@stdlib`` stands for the embedded corpus's files (what the demo trains on), in its order."""
+    out: list = []
+    for p in paths:
+        out += [f for _, f in data.stdlib_files()] if p == EMBEDDED else [p]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    if hasattr(args, "paths"):
+        args.paths = _expand(args.paths)
     if args.data_command == "tokenizer":
         if getattr(args, "tokenizer_command", None) != "train":
             raise UserError("say what to do: `pogo data tokenizer train PATH... --vocab N --out tok.json`")

@@ -77,7 +77,17 @@ def run(args: argparse.Namespace) -> int:
     if jax.process_index() == 0:
         resumed = "" if summary["resumed_from"] is None else f" (resumed from step {summary['resumed_from']})"
         print(
-            f"done: step {summary['step']}{resumed}, eval loss {summary['eval_loss']:.4f} nats/byte; "
-            f"metrics, loss.png and checkpoints in {out}"
+            f"done: step {summary['step']}{resumed}, eval loss {summary['eval_loss']:.4f} nats/token "
+            f"({_bits_per_byte(cfg, summary['eval_loss']):.4f} bits/byte); metrics, loss.png and checkpoints in {out}"
         )
     return 0
+
+
+def _bits_per_byte(cfg, nats: float) -> float:  # noqa: ANN001 - Config
+    """The eval split's loss in bits per byte of its text (comparable across tokenizers)."""
+    from pogo_jax.spec.units import bits_per_byte
+    from pogo_jax.train.data import load_dataset
+
+    ds = load_dataset(cfg.data)
+    lo, hi = ds.eval_range
+    return bits_per_byte(nats, hi - lo, ds.text_bytes("eval"))

@@ -16,6 +16,7 @@ from pogo_jax.chain.explorer import votes_summary
 from pogo_jax.chain.state import ChainState
 from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.plotting import plot_block_losses
+from pogo_jax.spec.units import shard_bits_per_byte
 
 
 def build(st: ChainState, out: Path, seconds: float) -> dict:
@@ -33,6 +34,8 @@ def build(st: ChainState, out: Path, seconds: float) -> dict:
                 "lower_bound": None if m is None else m.bound.lcb,
                 "loss_prev": None if m is None else float(m.prev_mean),
                 "loss_next": None if m is None else float(m.next_mean),
+                "bits_per_byte": None if m is None or r.shard is None else
+                [shard_bits_per_byte(r.data.manifest, r.shard, float(x)) for x in (m.prev_mean, m.next_mean)],
                 "reported": None if c.reported is None else list(c.reported),
                 "root_next": c.header.body.root_next.hex(), "steps": c.header.body.train.get("steps"),
                 "votes": {k: [names.get(x, x.hex()[:12]) for x in v] for k, v in vs.items()},
@@ -58,21 +61,23 @@ def _votes_cell(c: dict) -> str:
 
 def write(d: Path, rep: dict, adversary: dict | None) -> None:
     atomic_write_bytes(d / "report.json", json.dumps(rep, indent=2).encode())
-    lines = ["Losses in nats per token (byte). improvement: mean over the round's windows of the per-window median "
+    lines = ["Losses in nats per token (a token is a byte on a byte dataset; bits per byte of the shard's text "
+             "beside them). improvement: mean over the round's windows of the per-window median "
              "L(prev) - L(next) of the counted full votes; bound: its one-sided lower confidence bound (valid when it "
              "reaches delta). votes: c committed, r revealed, o outliers (slashed), u unrevealed (fee lost), l light.",
-             "", "| height | round | shard | candidate | miner | status | verified loss | improvement | bound | reward "
-             "| votes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| height | round | shard | candidate | miner | status | verified loss | bits/byte | improvement "
+             "| bound | reward | votes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rep["rounds"]:
         for c in r["candidates"] or [None]:
             if c is None:
-                lines.append(f"| {r['height']} | {r['round']} | {r['shard']} | | | empty round | | | | | |")
+                lines.append(f"| {r['height']} | {r['round']} | {r['shard']} | | | no candidates | | | | | | |")
                 continue
             loss = "" if c["loss_prev"] is None else f"{c['loss_prev']:.4f} -> {c['loss_next']:.4f}"
             imp = "" if c["improvement"] is None else f"{c['improvement']:.4f}"
             lcb = "" if c["lower_bound"] is None else f"{c['lower_bound']:.4f}"
+            bpb = "" if not c.get("bits_per_byte") else "{:.4f} -> {:.4f}".format(*c["bits_per_byte"])
             lines.append(f"| {r['height']} | {r['round']} | {r['shard']} | {c['header_hash'][:12]} | {c['miner']} | "
-                         f"{c['status']} | {loss} | {imp} | {lcb} | {c['reward']} | {_votes_cell(c)} |")
+                         f"{c['status']} | {loss} | {bpb} | {imp} | {lcb} | {c['reward']} | {_votes_cell(c)} |")
     atomic_write_bytes(d / "blocks.md", ("\n".join(lines) + "\n").encode())
     won = [dict(height=r["height"], loss_prev=c["loss_prev"], loss_next=c["loss_next"], outcome="confirmed")
            for r in rep["rounds"] for c in r["candidates"] if c["status"] == "confirmed" and c["loss_prev"] is not None]
@@ -85,14 +90,14 @@ def write(d: Path, rep: dict, adversary: dict | None) -> None:
 def show(console: Console, rep: dict, adversary: dict | None) -> None:
     t = Table(title=f"chain '{rep['name']}' {rep['chain_id'][:12]}: confirmed height {rep['tip_height']} "
                     f"({rep['wall_seconds']:.0f} s)", title_justify="left",
-              caption="gain: median improvement (nats/byte), bound: its lower confidence bound; votes: c committed, "
+              caption="gain: median improvement (nats/token), bound: its lower confidence bound; votes: c committed, "
                       "r revealed, o outliers, l light, p verifiers paid", caption_justify="left")
     for col in ("round", "miner", "status", "loss", "gain", "bound", "reward", "votes"):
         t.add_column(col, overflow="fold")
     for r in rep["rounds"][-12:]:
         for c in r["candidates"] or [None]:
             if c is None:
-                t.add_row(f"{r['height']}.{r['round']}", "", "empty", "", "", "", "", "")
+                t.add_row(f"{r['height']}.{r['round']}", "", "no candidates", "", "", "", "", "")
                 continue
             loss = "" if c["loss_prev"] is None else f"{c['loss_prev']:.3f}->{c['loss_next']:.3f}"
             imp = "" if c["improvement"] is None else f"{c['improvement']:.3f}"

@@ -85,4 +85,4 @@ def plot_metrics(metrics_path: Path, png: Path, title: str) -> Path | None:
             ev.append((rec["step"], rec["eval_loss"]))
     if not train and not ev:
         return None
-    return plot_curves({"train": train, "eval": ev}, png, title, "step", "loss (nats/byte)")
+    return plot_curves({"train": train, "eval": ev}, png, title, "step", "loss (nats/token)")
