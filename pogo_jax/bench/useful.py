@@ -29,8 +29,9 @@ import numpy as np
 from rich.console import Console
 
 from pogo_jax.config import Config, load_config, resolve_vocab
-from pogo_jax.demo.run import Demo, _terminate_as_interrupt, role_key
+from pogo_jax.demo.run import Demo, role_key
 from pogo_jax.fsutil import atomic_write_bytes
+from pogo_jax.interrupt import terminate_as_interrupt
 from pogo_jax.spec.keys import public_bytes
 
 LN2 = math.log(2)
@@ -63,7 +64,7 @@ def make_data(corpus: list[Path], work: Path, vocab: int, console: Console) -> P
 def run_chain(cfg: Config, cfg_name: str, overrides: list[str], work: Path, blocks: int, timeout: float,
               console: Console) -> Demo:
     demo = TwoMinerDemo(cfg, cfg_name, overrides, work / "chain", console)
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         try:
             demo.start_chain(3, 3, [])
             for i in range(3):
@@ -296,9 +297,8 @@ def run(args, console: Console | None = None) -> dict:  # noqa: ANN001 - argpars
     held = HeldOut(cfg, ds, args.eval_windows)
     res = analyse(demo, cfg, held, console)
     genesis = replay(demo).confirmed(0).arrays
-    steps = res["curve"][-1]["win_tokens"] // (cfg.train.batch_size * cfg.model.seq_len)
-    steps = max(steps, res["curve"][-1]["all_tokens"] // (cfg.train.batch_size * cfg.model.seq_len)) \
-        if args.baseline_all else steps
+    per_step = cfg.train.batch_size * cfg.model.seq_len  # as far as all tokens the miners trained
+    steps = max(res["curve"][-1]["all_tokens"], res["curve"][-1]["win_tokens"]) // per_step
     res["plain_adamw"] = baseline(cfg, ds, genesis, steps, cfg.miner.block_steps, held, console)
     res["gap"] = gap_at_equal_tokens(res["curve"], res["plain_adamw"])
     res.update({"config": args.config, "vocab": ds.vocab_size, "blocks": args.blocks, "command": args.command,
