@@ -43,8 +43,10 @@ from pogo_jax.chain.state import BundleNote, replay
 from pogo_jax.chain.view import ChainView
 from pogo_jax.cli import main
 from pogo_jax.errors import MalformedInput, NodeFault, Rejected, UserError
+from pogo_jax.spec.attestation import read_signed_attestation
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.envelope import Signed, seal
+from pogo_jax.spec.header import read_signed_header
 from pogo_jax.spec.keys import public_bytes
 from pogo_jax.spec.records import Recheck, read_record
 
@@ -250,8 +252,10 @@ class NoTarget(Exception):
 
 def _reads(s: Spec) -> bool:
     """Whether the entry's record still reads as its kind (an earlier edit may have broken it)."""
+    read = {"bundle": BundleNote.from_bytes, "candidate": read_signed_header,
+            "attestation": read_signed_attestation}.get(s.kind, lambda r: read_record(r, s.kind))
     try:
-        BundleNote.from_bytes(s.record) if s.kind == "bundle" else read_record(s.record, s.kind)
+        read(s.record)
     except MalformedInput:
         return False
     return True
@@ -453,7 +457,7 @@ def m_tables(b: Base, rng: random.Random, tables: dict) -> tuple[str, object]:
     elif what == "extra":
         tables["nonsense"] = [[1]]
     else:
-        return "tables:top", rng.choice([[], "tables", None, 1, [[1, 2]]])
+        return "tables:top", rng.choice([[], "tables", 1, [[1, 2]]])  # (None: tables not read, not compared)
     return f"tables[{t}]:{what}", tables
 
 
@@ -671,3 +675,20 @@ def test_a_bug_in_the_replay_is_named_by_its_type_and_the_view_stops_trusting_it
     monkeypatch.undo()
     with pytest.raises(NodeFault, match="TypeError"):  # sticky: the half-applied state is never used again
         view.refresh()
+
+
+@pytest.mark.parametrize("change", [{"fails": True}, {"reason": "BAD_PROOF"}])
+def test_a_resigned_finalize_with_another_recheck_result_is_a_difference(base: Base, change: dict) -> None:
+    """The node signs a re-check result its stored bytes do not give: a difference in ``pogo audit`` (the result
+    and its reason both); a ``NodeFault`` in the roles' view when the result decides a slash."""
+    specs = specs_of(base.entries)
+    i = next(j for j, s in enumerate(specs) if s.kind == "finalize")
+    sg = read_record(specs[i].record, "finalize")
+    rc = (dataclasses.replace(sg.body.rechecks[0], **change), *sg.body.rechecks[1:])
+    specs[i].record = seal(dataclasses.replace(sg.body, rechecks=rc), base.node_key).to_bytes()
+    entries = chain_up(base, specs)
+    rep = audit(entries, base.tables, Fake(entries, base.blobs).raw_fetch)
+    assert any(d.startswith(f"entry {i}: the node's light re-check of") for d in rep.differences), rep.differences
+    if "fails" in change:
+        with pytest.raises(NodeFault, match=f"log entry {i}: the node says the light claim"):
+            ChainView(Fake(entries, base.blobs))

@@ -107,10 +107,10 @@ def audit(entries: list[Entry], tables: dict[str, list[tuple]] | None, fetch: Ca
                         _failed(rep, f"entry {e.seq}: the {x.tier} re-check of {x.header_hash.hex()[:16]}...", err)
                         continue
                     rep.rechecks += 1
-                    if mine.fails != x.fails:
+                    if (mine.fails, mine.reason) != (x.fails, x.reason):
                         rep.differences.append(f"entry {e.seq}: the node's {x.tier} re-check of "
-                                               f"{x.header_hash.hex()[:16]}... says fails={x.fails}, audit finds "
-                                               f"fails={mine.fails} ({mine.reason})")
+                                               f"{x.header_hash.hex()[:16]}... says fails={x.fails} ({x.reason}), "
+                                               f"audit finds fails={mine.fails} ({mine.reason})")
             if e.kind == "reveal" and st.genesis is not None:
                 try:
                     want = sealed_annotation(st, read_record(e.record, "reveal").body, dataset)
