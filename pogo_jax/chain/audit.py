@@ -11,6 +11,7 @@ rounds and outcomes it derived with the tables the node serves. Any difference i
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from pogo_jax.spec.dataset import read_packed, verify_against
 from pogo_jax.spec.header import read_signed_header
 from pogo_jax.spec.records import read_record
 from pogo_jax.spec.state import is_committable, load_state, state_root
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,14 +52,23 @@ class AuditReport:
                 "differences": self.differences}
 
 
-def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[[bytes], bytes],
+def audit(entries: list[Entry], tables: dict[str, list[tuple]] | None, fetch: Callable[[bytes], bytes],
           progress: Callable[[int, int], None] | None = None) -> AuditReport:
+    """Replay ``entries`` and compare with ``tables`` (None: the node's tables could not be read; the caller
+    reports that). Whatever the node serves, the outcome is a report: an entry that breaks the rules, or
+    whose replay fails in any other way, is a difference naming it (a failure of a type the rules never raise
+    names its type, so a bug here stays distinguishable; its traceback is logged at debug level)."""
     rep = AuditReport(entries=len(entries))
+    if not entries:
+        rep.differences.append("the log is empty: no genesis record")
+        return rep
     try:
         check_chain(entries)
     except MalformedInput as e:
         rep.differences.append(str(e))
         return rep
+    except Exception as e:  # noqa: BLE001 - not a list of entries at all
+        return _failed(rep, "the log", e)
     st = ChainState()
     cache = StateCache()
     datasets: dict[bytes, object] = {}
@@ -73,7 +85,7 @@ def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[
             rep.differences.append(f"{what}: blob {sha.hex()[:16]}... cannot be fetched ({str(e)[:80]})")
             return None
         rep.blobs_checked += 1
-        if hashlib.sha256(data).digest() != sha:
+        if not isinstance(data, bytes) or hashlib.sha256(data).digest() != sha:
             rep.differences.append(f"{what}: blob {sha.hex()[:16]}... does not hash to its name")
             return None
         return data
@@ -81,56 +93,98 @@ def audit(entries: list[Entry], tables: dict[str, list[tuple]], fetch: Callable[
     for i, e in enumerate(entries):
         if progress:
             progress(i + 1, len(entries))
-        if e.kind == "finalize" and st.genesis is not None:
-            rec = read_record(e.record, "finalize").body
-            for x in rec.rechecks:
-                try:
-                    mine = recheck(st, x.header_hash, x.tier, fetch, cache)
-                except (Rejected, MalformedInput, UserError, OSError) as err:
-                    rep.differences.append(f"entry {e.seq}: cannot re-check {x.tier} claim on "
-                                           f"{x.header_hash.hex()[:16]}... ({err})")
-                    continue
-                rep.rechecks += 1
-                if mine.fails != x.fails:
-                    rep.differences.append(f"entry {e.seq}: the node's {x.tier} re-check of "
-                                           f"{x.header_hash.hex()[:16]}... says fails={x.fails}, audit finds "
-                                           f"fails={mine.fails} ({mine.reason})")
-        if e.kind == "reveal" and st.genesis is not None:
-            try:
-                want = sealed_annotation(st, read_record(e.record, "reveal").body, dataset)
-            except (MalformedInput, UserError, OSError) as err:
-                want = None
-                rep.differences.append(f"entry {e.seq}: cannot open the round's sealed shard to check the node's "
-                                       f"annotation ({str(err)[:80]})")
-            if want is not None and want != e.extra:
-                rep.differences.append(f"entry {e.seq}: the node annotated the reveal {e.extra}, the stored dataset "
-                                       f"and the released key give {want}")
         try:
+            if e.kind == "finalize" and st.genesis is not None:
+                rec = st.check_finalize(e)  # exactly the round's claims, before any is re-done
+                for x in rec.rechecks:
+                    try:
+                        mine = recheck(st, x.header_hash, x.tier, fetch, cache)
+                    except (Rejected, MalformedInput, UserError, OSError) as err:
+                        rep.differences.append(f"entry {e.seq}: cannot re-check {x.tier} claim on "
+                                               f"{x.header_hash.hex()[:16]}... ({err})")
+                        continue
+                    except Exception as err:  # noqa: BLE001 - named with its type
+                        _failed(rep, f"entry {e.seq}: the {x.tier} re-check of {x.header_hash.hex()[:16]}...", err)
+                        continue
+                    rep.rechecks += 1
+                    if (mine.fails, mine.reason) != (x.fails, x.reason):
+                        rep.differences.append(f"entry {e.seq}: the node's {x.tier} re-check of "
+                                               f"{x.header_hash.hex()[:16]}... says fails={x.fails} ({x.reason}), "
+                                               f"audit finds fails={mine.fails} ({mine.reason})")
+            if e.kind == "reveal" and st.genesis is not None:
+                try:
+                    want = sealed_annotation(st, read_record(e.record, "reveal").body, dataset)
+                except Exception as err:  # noqa: BLE001 - a finding; the rules then judge the entry
+                    want = None
+                    why = str(err)[:80] if isinstance(err, MalformedInput | UserError | OSError | Rejected) else \
+                        f"{type(err).__name__}: {str(err)[:80]}"
+                    rep.differences.append(f"entry {e.seq}: cannot open the round's sealed shard to check the "
+                                           f"node's annotation ({why})")
+                if want is not None and want != e.extra:
+                    rep.differences.append(f"entry {e.seq}: the node annotated the reveal {e.extra}, the stored "
+                                           f"dataset and the released key give {want}")
             st.apply(e)
         except (Rejected, MalformedInput) as err:
             rep.differences.append(f"entry {e.seq} ({e.kind}) breaks the chain rules: {err}")
             return rep
-        _check_blobs(st, e, get, rep)
-    for r in st.history:
-        for c in r.candidates.values():
-            if r.beacon is not None and c.at > r.reveal_at:
-                rep.differences.append(f"round ({r.height}, {r.round}): candidate recorded after the beacon reveal")
-    _check_reveal_times(entries, st, rep)
-    rep.rounds, rep.blocks = len(st.history), len(st.blocks)
-    want = summary(st)
+        except Exception as err:  # noqa: BLE001 - the replay cannot go on past this entry
+            return _failed(rep, f"entry {e.seq} ({e.kind}): replay", err)
+        try:
+            _check_blobs(st, e, get, rep)
+        except Exception as err:  # noqa: BLE001 - a finding about this entry's blobs; the replay goes on
+            _failed(rep, f"entry {e.seq} ({e.kind}): checking its blobs", err)
+    try:
+        for r in st.history:
+            for c in r.candidates.values():
+                if r.beacon is not None and c.at > r.reveal_at:
+                    rep.differences.append(f"round ({r.height}, {r.round}): candidate recorded after the beacon "
+                                           "reveal")
+        _check_reveal_times(entries, st, rep)
+        rep.rounds, rep.blocks = len(st.history), len(st.blocks)
+        if tables is not None:
+            _compare_tables(summary(st), tables, rep)
+    except Exception as err:  # noqa: BLE001
+        _failed(rep, "comparing the replayed chain with the node's tables", err)
+    return rep
+
+
+def _failed(rep: AuditReport, what: str, err: Exception) -> AuditReport:
+    """A failure of a type the rules never raise, as one difference with its type (traceback at debug level)."""
+    if isinstance(err, Rejected | MalformedInput | UserError):
+        rep.differences.append(f"{what} failed: {str(err)[:200]}")
+    else:
+        log.debug("%s failed", what, exc_info=err)
+        rep.differences.append(f"{what} failed ({type(err).__name__}: {str(err)[:200]})")
+    return rep
+
+
+def _freeze(v):  # noqa: ANN001, ANN202 - a JSON value as something hashable and orderable by repr
+    if isinstance(v, list | tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _compare_tables(want: dict[str, list[tuple]], tables, rep: AuditReport) -> None:  # noqa: ANN001
+    if not isinstance(tables, dict):
+        rep.differences.append(f"the node's tables are a {type(tables).__name__}, not an object of tables")
+        return
     for t, rows in want.items():
         got = tables.get(t, [])
+        if not isinstance(got, list | tuple) or not all(isinstance(r, list | tuple) for r in got):
+            rep.differences.append(f"table {t}: the node serves something other than a list of rows")
+            continue
         mine = [tuple(r) for r in rows]
-        theirs = [tuple(r) for r in got]
+        theirs = [_freeze(r) for r in got]
         if mine != theirs:
             a, b = set(mine), set(theirs)
             for row in sorted(b - a, key=repr)[:5]:
-                rep.differences.append(f"table {t}: the node holds {row}, the log implies otherwise")
+                rep.differences.append(f"table {t}: the node holds {str(row)[:300]}, the log implies otherwise")
             for row in sorted(a - b, key=repr)[:5]:
                 rep.differences.append(f"table {t}: the log implies {row}, the node does not hold it")
             if a == b:
                 rep.differences.append(f"table {t}: rows differ in order or multiplicity")
-    return rep
 
 
 def _check_reveal_times(entries: list[Entry], st: ChainState, rep: AuditReport) -> None:

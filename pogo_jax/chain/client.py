@@ -22,7 +22,7 @@ import httpx
 
 from pogo_jax.chain.http import frame
 from pogo_jax.chain.log import Entry, read_entries
-from pogo_jax.errors import Rejected, UserError
+from pogo_jax.errors import MalformedInput, Rejected, UserError
 from pogo_jax.fsutil import atomic_write_bytes
 from pogo_jax.spec.encoding import canonical
 from pogo_jax.spec.keys import sign
@@ -117,6 +117,9 @@ class NodeClient(_Http):
             page = read_entries(self.request("GET", "/v1/log", params={"from": start + len(out)}).content)
             if not page:
                 return out
+            if page[0].seq != start + len(out):  # a node that repeats pages would keep a reader looping
+                raise MalformedInput(f"asked for the log from entry {start + len(out)}, the node served it from "
+                                     f"{page[0].seq}")
             out += page
 
     def blob(self, sha: bytes, progress: bool | None = None, max_bytes: int = MAX_MEMORY_BLOB) -> bytes:

@@ -26,12 +26,16 @@ MAX_RECORD_BYTES = 1 << 20
 
 
 def entry_hash(prev: bytes, seq: int, at: int, kind: str, record: bytes, extra: dict) -> bytes:
-    h = hashlib.sha256(LOG_DOMAIN)
-    h.update(prev)
-    h.update(struct.pack("<QQ", seq, at))
-    h.update(kind.encode("ascii") + b"\x00")
-    h.update(hashlib.sha256(record).digest())
-    h.update(hashlib.sha256(canonical(extra)).digest())
+    """MalformedInput for fields no entry can hold (a number out of range, a float in ``extra``, ...)."""
+    try:
+        h = hashlib.sha256(LOG_DOMAIN)
+        h.update(prev)
+        h.update(struct.pack("<QQ", seq, at))
+        h.update(kind.encode("ascii") + b"\x00")
+        h.update(hashlib.sha256(record).digest())
+        h.update(hashlib.sha256(canonical(extra)).digest())
+    except (ValueError, TypeError, AttributeError, UnicodeError, struct.error) as e:
+        raise MalformedInput(f"log entry {seq!r:.20}: a field of the wrong type or out of range ({e})") from None
     return h.digest()
 
 
@@ -66,7 +70,10 @@ class Entry:
         if len(rec) > MAX_RECORD_BYTES or not rec.isascii():
             raise MalformedInput(f"{what}: record is not ASCII or too large")
         extra = get_field(obj, "extra", dict, what)
-        canonical(extra)  # refuses floats and other non-canonical values
+        try:
+            canonical(extra)  # refuses floats and other non-canonical values
+        except ValueError as e:
+            raise MalformedInput(f"{what}.extra: {e}") from None
         e = cls(get_int(obj, "seq", what), get_int(obj, "at", what), get_field(obj, "kind", str, what),
                 rec.encode("ascii"), extra, hexbytes(obj["prev"], f"{what}.prev", 32),
                 hexbytes(obj["hash"], f"{what}.hash", 32))

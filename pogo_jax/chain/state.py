@@ -290,6 +290,14 @@ class ChainState:
     def apply(self, entry: Entry) -> str:
         """Check and apply one entry; returns what it was ("admitted", "evidence", ...). Raises
         Rejected / MalformedInput, with the state unchanged, for an entry the rules refuse."""
+        self._follows(entry)
+        handler = getattr(self, f"_apply_{entry.kind}")
+        result = handler(entry)
+        self.seq, self.last_hash, self.last_at = entry.seq + 1, entry.hash, entry.at
+        return result
+
+    def _follows(self, entry: Entry) -> None:
+        """The checks every entry passes before its record is read: its place in the log, its hash, its time."""
         if entry.seq != self.seq or entry.prev != self.last_hash:
             raise MalformedInput(f"log entry {entry.seq} does not follow entry {self.seq - 1}")
         entry.check()
@@ -299,10 +307,6 @@ class ChainState:
             raise MalformedInput("the log starts with the genesis record and has only one")
         if entry.extra and entry.kind not in ("candidate", "reveal"):
             raise MalformedInput(f"log entry {entry.seq}: a {entry.kind} entry carries no node annotation")
-        handler = getattr(self, f"_apply_{entry.kind}")
-        result = handler(entry)
-        self.seq, self.last_hash, self.last_at = entry.seq + 1, entry.hash, entry.at
-        return result
 
     def copy(self) -> ChainState:
         return copy.deepcopy(self)
@@ -744,15 +748,26 @@ class ChainState:
         return all(set(c.commits) & need <= {k for k, v in c.votes.items() if v.body.tier == "full"}
                    for c in self._bundled())
 
-    def _apply_finalize(self, entry: Entry) -> str:
-        signed, f = self._node_record(entry, "finalize")
-        r = self.round
+    def check_finalize(self, entry: Entry):  # noqa: ANN201 - the Finalize body
+        """The finalize ``entry`` checked against the rules without applying it: the node's signature, its place
+        in the log, a round due to close, and re-checks naming exactly the round's objective claims. Everyone
+        who re-does the re-checks (``ChainView``, ``pogo audit``) asks this first, so a record naming a withheld
+        or unknown candidate is refused as such rather than re-checked."""
+        self._follows(entry)
+        if entry.kind != "finalize":
+            raise MalformedInput(f"log entry {entry.seq}: a {entry.kind} entry is not a finalize record")
+        _, f = self._node_record(entry, "finalize")
         if not self.finalize_due(f.at):
             raise Rejected("NOT_DUE", "the round's windows are still open")
         want = self.claims()
         got = [(x.header_hash, x.tier) for x in f.rechecks]
         if got != want:
             raise Rejected("BAD_FINALIZE", "the finalize record does not re-check exactly the round's objective claims")
+        return f
+
+    def _apply_finalize(self, entry: Entry) -> str:
+        f = self.check_finalize(entry)
+        r = self.round
         if r.phase in ("void", "beacon"):  # no evaluation data: the round closes empty, nobody slashed
             r.sealed = r.sealed or "NO_BEACON"
             for cand in r.candidates.values():

@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from pogo_jax.chain.audit import audit
+from pogo_jax.chain.audit import AuditReport, audit
 from pogo_jax.chain.equivocation import check_receipts, receipt_files
-from pogo_jax.errors import UserError
+from pogo_jax.errors import MalformedInput, UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,12 +25,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "contradicts is node equivocation or omission, a difference (repeatable)")
 
 
+def _read(what: str, fn, problems: list[str]):  # noqa: ANN001, ANN202
+    """``fn()``, or None with the reason in ``problems``: a log or tables the node serves that cannot be read
+    is a difference (exit 1), not a traceback; a node that cannot be reached stays a UserError (exit 2)."""
+    try:
+        return fn()
+    except UserError as e:
+        if not isinstance(e, MalformedInput):
+            raise
+        problems.append(f"{what} cannot be read ({e})")
+    except Exception as e:  # noqa: BLE001 - whatever the node served, named with its type
+        problems.append(f"{what} cannot be read ({type(e).__name__}: {str(e)[:200]})")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problems: list[str] = []
     if args.target.startswith(("http://", "https://")):
         from pogo_jax.chain.client import NodeClient
 
         c = NodeClient(args.target)
-        entries, tables, fetch = c.entries(), c.tables(), c.blob
+        entries, tables, fetch = _read("the node's log", c.entries, problems), \
+            _read("the node's tables", c.tables, problems), c.blob
     else:
         from pogo_jax.chain.blobs import BlobStore
         from pogo_jax.chain.ledger import Ledger
@@ -39,12 +55,19 @@ def run(args: argparse.Namespace) -> int:
         if not (d / "ledger.sqlite").is_file():
             hint = f"; try {d / 'node'}" if (d / "node" / "ledger.sqlite").is_file() else ""
             raise UserError(f"{d} is neither a node URL nor a chain directory (no ledger.sqlite){hint}")
-        ledger = Ledger.open(d / "ledger.sqlite", readonly=True)
+        try:
+            ledger = Ledger.open(d / "ledger.sqlite", readonly=True)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - not a ledger this version reads
+            raise UserError(f"{d / 'ledger.sqlite'} cannot be opened ({type(e).__name__}: {str(e)[:200]})") from None
         store = BlobStore(d / "blobs", readonly=True)
-        entries, tables, fetch = ledger.entries(), ledger.tables(), store.get
+        entries, tables, fetch = _read("the ledger's log", ledger.entries, problems), \
+            _read("the ledger's tables", ledger.tables, problems), store.get
     files = receipt_files(args.receipts)
-    rep = audit(entries, tables, fetch)
-    if files:
+    rep = audit(entries, tables, fetch) if entries is not None else AuditReport()
+    rep.differences[:0] = problems
+    if files and entries is not None:
         rr = check_receipts(entries, files)
         rep.differences += rr.differences
         for line in rr.ignored:
