@@ -670,6 +670,7 @@ def test_a_bug_in_the_replay_is_named_by_its_type_and_the_view_stops_trusting_it
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
     view = ChainView.__new__(ChainView)
     view.client, view.state, view.cache, view.dataset = client, ChainState(), None, None
+    view.hashes, view.witness = [], None
     with pytest.raises(NodeFault):
         view.refresh()
     monkeypatch.undo()
