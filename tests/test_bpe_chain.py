@@ -62,4 +62,4 @@ def test_a_tiny_bpe_chain_confirms_a_block(tmp_path) -> None:
     bpb_prev = bits_per_byte(float(c.measurement.prev_mean), n_tokens, n_bytes)
     bpb_next = bits_per_byte(float(c.measurement.next_mean), n_tokens, n_bytes)
     assert 0 < bpb_next < bpb_prev  # the block lowered the loss in bits per byte of the sealed text too
-    assert n_bytes > 2 * n_tokens  # BPE tokens cover several bytes each
+    assert n_bytes > 1.5 * n_tokens  # a 512-id BPE: about two bytes a token (measured 1.97 to 2.4)

@@ -61,15 +61,21 @@ def _rewrite(k: Kit, upto: int, where: Path, beacon=None) -> Chain:  # noqa: ANN
     return fork
 
 
+def _rewrite_round_1(k: Kit, where: Path) -> Chain:
+    """The attack: round 1's log up to its beacon reveal, then the operator's own proof close (the bundle
+    dropped: the candidate withheld), commit close and finalize, as its node ticks them."""
+    fork = _rewrite(k, next(e.seq for e in k.chain.ledger.entries() if e.kind == "reveal"), where)
+    k.clock.advance(k.rules.prove_window_ms + k.rules.attest_window_ms + k.rules.reveal_window_ms)
+    for _ in range(4):
+        fork.tick()
+    return fork
+
+
 def test_a_rewritten_round_is_node_equivocation_to_every_receipt_holder(tmp_path) -> None:
     k = Kit(tmp_path / "k")
     view, m = _honest_round(k, tmp_path)
     honest = k.chain.ledger.entries()
-    reveal_at = next(e.seq for e in honest if e.kind == "reveal")
-    fork = _rewrite(k, reveal_at, tmp_path / "fork")
-    k.clock.advance(k.rules.prove_window_ms + k.rules.attest_window_ms + k.rules.reveal_window_ms)
-    for _ in range(4):
-        fork.tick()
+    fork = _rewrite_round_1(k, tmp_path / "fork")
     cand = fork.state.history[-1].candidates[m.hash]
     assert (cand.status, cand.reason) == ("withheld", "NO_BUNDLE")
     assert fork.state.stakes[m.signed.body.miner_key] < 1000  # the miner pays for the operator's lie
@@ -150,12 +156,7 @@ def test_the_beacon_refuses_the_next_value_to_a_log_that_rewrote_a_countersigned
     k.submit(m2)
     k.close_submit()  # the beacon countersigns the log through round 2's submit close
     assert k.st.round.beacon is not None
-    honest = k.chain.ledger.entries()
-    reveal_at = next(e.seq for e in honest if e.kind == "reveal")
-    fork = _rewrite(k, reveal_at, tmp_path / "fork")
-    k.clock.advance(k.rules.prove_window_ms + k.rules.attest_window_ms + k.rules.reveal_window_ms)
-    for _ in range(4):
-        fork.tick()
+    fork = _rewrite_round_1(k, tmp_path / "fork")
     log = fork.ledger.entries()
     st = fork.state
     rec = seal(Close(st.genesis.chain_id, st.genesis.node_key, st.round.height, st.round.round, "submit", k.clock(),

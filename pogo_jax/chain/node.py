@@ -26,6 +26,7 @@ import contextlib
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -121,6 +122,26 @@ async def _stream_into(chunks, write, discard=None) -> None:  # noqa: ANN001 - a
     except BaseException:
         if discard is not None:
             discard()
+        raise
+
+
+async def _finish_upload(fr: Framed, begun, finish: Callable[[object], Accepted]) -> Response:  # noqa: ANN001
+    """Stream the rest of the body into ``begun`` (a candidate's or a bundle's upload), then ``finish(begun)`` in a
+    worker thread, which closes it however it ends; a request cancelled before ``finish`` began closes it here,
+    so its slot and temp file always come back."""
+    started = _Handoff()
+
+    def run() -> Accepted | None:
+        if not started.deliver(True):
+            return None  # cancelled before this began: the request has closed the upload
+        return finish(begun)
+
+    try:
+        await _stream_into(fr.chunks(), begun.write)
+        return _accepted(await run_in_threadpool(run))
+    except BaseException:
+        if started.abandon() is None:  # the upload never reached finish: the slot must come back
+            begun.close()
         raise
 
 
@@ -287,20 +308,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
         if isinstance(begun, Accepted):
             return await fr.refuse(size, _accepted(begun))
         checked(request)  # a registered miner's header for the open round: no longer an unchecked body
-        started = _Handoff()
-
-        def finish() -> Accepted | None:
-            if not started.deliver(True):
-                return None  # cancelled before this began: the request has closed the upload
-            return chain.finish_candidate(begun)  # which closes it, however it ends
-
-        try:
-            await _stream_into(fr.chunks(), begun.write)
-            return _accepted(await run_in_threadpool(finish))
-        except BaseException:
-            if started.abandon() is None:  # the upload never reached finish: the slot must come back
-                begun.close()
-            raise
+        return await _finish_upload(fr, begun, chain.finish_candidate)
 
     async def post_bundle(request: Request) -> Response:
         """Like a candidate: the bundle's header is checked from its first bytes (``Bundle.peek_size``, at most
@@ -332,20 +340,7 @@ def make_app(chain: Chain, tick_every: float = 0.1, body_pace: BodyPace | None =
             raise
         if begun.upload is not None:
             checked(request)  # names a candidate that may take it: no longer an unchecked body
-        started = _Handoff()
-
-        def finish() -> Accepted | None:
-            if not started.deliver(True):
-                return None  # cancelled before this began: the request has closed the upload
-            return chain.finish_bundle(begun)  # which closes it, however it ends
-
-        try:
-            await _stream_into(fr.chunks(), begun.write)
-            return _accepted(await run_in_threadpool(finish))
-        except BaseException:
-            if started.abandon() is None:  # the upload never reached finish: the slot must come back
-                begun.close()
-            raise
+        return await _finish_upload(fr, begun, chain.finish_bundle)
 
     async def post_attestation(request: Request) -> Response:
         want_type(request, "application/json")

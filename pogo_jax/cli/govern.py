@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pogo_jax.chain.view import ChainView
+from pogo_jax.chain.witness import Witness
 from pogo_jax.cli._common import add_node_arg, client, load_key
 from pogo_jax.cli.init import public_key_arg
 from pogo_jax.errors import UserError
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     c = client(args.node)
     view = ChainView(c)
     gov = load_key(args.key)
+    view.attach(Witness(args.key.expanduser().resolve().parent / "witness"))  # governance keeps its receipts too
     if args.action == "register":
         if not (args.member and args.role and args.name):
             raise UserError("register needs --member, --role and --name")
