@@ -158,7 +158,8 @@ class GPT(nnx.Module):
                 )
             )
 
-    def __call__(self, tokens: jax.Array) -> jax.Array:
+    def features(self, tokens: jax.Array) -> jax.Array:
+        """Final-norm hidden states (B, T, d_model) in the compute dtype: what the output head reads."""
         cfg = self.cfg
         t = tokens.shape[-1]
         if t > cfg.seq_len:
@@ -169,13 +170,29 @@ class GPT(nnx.Module):
         forward = _block_forward_remat if cfg.remat else _block_forward
         for block in self.blocks:
             x = forward(block, x)
-        x = self.ln_f(x)
-        # logits in float32: bf16 operands, float32 accumulation and result
-        if cfg.tie_embeddings:
-            return jnp.einsum("btd,vd->btv", x, table.astype(dt), preferred_element_type=jnp.float32)
-        return jnp.einsum(
-            "btd,dv->btv", x, self.head["kernel"][...].astype(dt), preferred_element_type=jnp.float32
-        )
+        return self.ln_f(x)
+
+    def head_weight(self) -> jax.Array:
+        """The output projection in the compute dtype: (vocab, d_model) when tied, else (d_model, vocab).
+
+        Separate from ``features`` so a training loss can cast it once and apply it to slices of the
+        sequence (``head_logits``) without ever holding the full (B, T, vocab) logits.
+        """
+        return self.head_param().astype(_dtype(self.cfg))
+
+    def head_param(self) -> jax.Array:
+        """The float32 parameter behind ``head_weight``: the token embedding when tied, else ``head/kernel``."""
+        return self.embed["embedding"][...] if self.cfg.tie_embeddings else self.head["kernel"][...]
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return head_logits(self.features(tokens), self.head_weight(), self.cfg.tie_embeddings)
+
+
+def head_logits(x: jax.Array, w: jax.Array, tied: bool) -> jax.Array:
+    """Float32 logits (..., T, vocab) of hidden states ``x``: compute-dtype operands, float32 accumulation."""
+    if tied:
+        return jnp.einsum("btd,vd->btv", x, w, preferred_element_type=jnp.float32)
+    return jnp.einsum("btd,dv->btv", x, w, preferred_element_type=jnp.float32)
 
 
 # --------------------------------------------------------------------------------------------

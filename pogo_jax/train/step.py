@@ -29,7 +29,7 @@ from pogo_jax.config import Config, resolve_vocab
 from pogo_jax.errors import UserError
 from pogo_jax.pytree import flatten_params
 from pogo_jax.train import checkpoint, data, sharding
-from pogo_jax.train.model import GPT, abstract_model, check_flat, unflatten_like
+from pogo_jax.train.model import GPT, abstract_model, check_flat, head_logits, unflatten_like
 from pogo_jax.train.progress import TrainProgress, plot_metrics
 
 # ------------------------------------------------------------------------------------- optimizer
@@ -68,12 +68,83 @@ def make_optimizer(cfg: Config, extra: optax.GradientTransformation | None = Non
 
 
 def loss_fn(model: GPT, batch: jax.Array) -> jax.Array:
-    """Mean next-byte cross entropy in nats (float32); ``batch`` is (B, T+1) integer tokens."""
+    """Mean next-byte cross entropy in nats (float32); ``batch`` is (B, T+1) integer tokens.
+
+    The reference definition, over the full (B, T, vocab) logits: evaluation (what verifiers compare)
+    uses exactly this; training uses ``train_loss``, the same quantity computed in sequence chunks.
+    """
     batch = jnp.asarray(batch).astype(jnp.int32)
     logits = model(batch[:, :-1])
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     nll = -jnp.take_along_axis(logp, batch[:, 1:, None], axis=-1)[..., 0]
     return nll.mean()
+
+
+CE_CHUNK_LOGITS = 1 << 22  # float32 logits per sequence per chunk (16 MiB): gpt2-124m (T 1024) -> 16 chunks of 64
+
+
+def ce_chunks(seq_len: int, vocab_size: int, max_logits: int = CE_CHUNK_LOGITS) -> int:
+    """Number of sequence chunks of the training loss: the smallest divisor ``k`` of ``seq_len`` with
+    ``seq_len / k * vocab_size <= max_logits`` (1 for byte vocabularies: tiny and small are not chunked)."""
+    for k in range(1, seq_len + 1):
+        if seq_len % k == 0 and (seq_len // k) * vocab_size <= max_logits:
+            return k
+    return seq_len
+
+
+def _chunked_nll_sums(model: GPT, batch: jax.Array, k: int) -> jax.Array:
+    """Per-window sums (B,) of the next-token negative log-likelihood, the head applied to ``k`` chunks of
+    the sequence in a rematerialized ``lax.scan``: the full (B, T, vocab) logits never exist."""
+    b, t = batch.shape[0], batch.shape[1] - 1
+    x = model.features(batch[:, :-1])  # (B, T, d)
+    # the float32 weight goes into the loop and is cast inside it, so that its gradient is accumulated
+    # over the chunks in float32 (a bfloat16 weight would sum k bfloat16 partial gradients)
+    w = model.head_param()
+    tied, dt = model.cfg.tie_embeddings, x.dtype
+    c = t // k
+    xs = x.reshape(b, k, c, x.shape[-1]).swapaxes(0, 1)  # (k, B, c, d): chunks of the sequence, batch kept
+    ys = batch[:, 1:].reshape(b, k, c).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def chunk_nll(w, xc, yc):
+        logp = jax.nn.log_softmax(head_logits(xc, w.astype(dt), tied).astype(jnp.float32), axis=-1)
+        return -jnp.take_along_axis(logp, yc[..., None], axis=-1)[..., 0].sum(axis=-1)
+
+    def body(total, xy):
+        return total + chunk_nll(w, *xy), None
+
+    sums, _ = jax.lax.scan(body, jnp.zeros((b,), jnp.float32), (xs, ys))
+    return sums
+
+
+def train_loss(model: GPT, batch: jax.Array, max_logits: int = CE_CHUNK_LOGITS) -> jax.Array:
+    """``loss_fn`` for training, without ever holding the full (B, T, vocab) float32 logits.
+
+    With a large vocabulary the logits, their log-softmax and their gradient are among the largest
+    buffers of the step (gpt2-124m, batch 2: 412 MB each, docs/training.md "Memory"). Here the output
+    head and the cross entropy run over ``ce_chunks`` slices of the sequence in a ``lax.scan`` whose
+    body is rematerialized, so the backward pass recomputes one chunk's logits at a time; a loop
+    (unlike a plain ``jax.checkpoint``) also keeps the scheduler from hoisting all recomputations
+    together. Same value as ``loss_fn`` to within float32 rounding (the sum is taken in another
+    order); when one chunk suffices (byte vocabularies) it *is* ``loss_fn``.
+    """
+    batch = jnp.asarray(batch).astype(jnp.int32)
+    b, t = batch.shape[0], batch.shape[1] - 1
+    k = ce_chunks(t, model.cfg.vocab_size, max_logits)
+    if k == 1:
+        return loss_fn(model, batch)
+    return _chunked_nll_sums(model, batch, k).sum() / (b * t)
+
+
+def train_window_losses(model: GPT, windows: jax.Array, max_logits: int = CE_CHUNK_LOGITS) -> jax.Array:
+    """Mean loss of each window (row) computed like ``train_loss``: the training run's eval metric."""
+    batch = jnp.asarray(windows).astype(jnp.int32)
+    t = batch.shape[1] - 1
+    k = ce_chunks(t, model.cfg.vocab_size, max_logits)
+    if k == 1:
+        logp = jax.nn.log_softmax(model(batch[:, :-1]).astype(jnp.float32), axis=-1)
+        return -jnp.take_along_axis(logp, batch[:, 1:, None], axis=-1)[..., 0].mean(axis=1)
+    return _chunked_nll_sums(model, batch, k) / t
 
 
 @partial(jax.jit, static_argnums=0)
@@ -106,7 +177,7 @@ def _train_step(graphdef, tx: optax.GradientTransformation, accum: int, micro_sh
     params = state["params"]
 
     def loss_of(p, b):
-        return loss_fn(nnx.merge(graphdef, p), b)
+        return train_loss(nnx.merge(graphdef, p), b)
 
     grad_fn = jax.value_and_grad(loss_of)
     if accum == 1:
@@ -131,6 +202,18 @@ def _train_step(graphdef, tx: optax.GradientTransformation, accum: int, micro_sh
     new_params = optax.apply_updates(params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     return {"params": new_params, "opt_state": opt_state}, metrics
+
+
+# XLA:CPU's default scheduler orders the step for concurrency and keeps every layer's attention
+# probabilities, and every rematerialized block, live at once: 8.0 GB of temporaries for gpt2-124m at
+# batch 2 against 5.5 GB with the memory-optimized one (docs/training.md "Memory"). Scheduling changes
+# neither the ops nor their numerics, only the order and buffer reuse.
+CPU_STEP_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+
+
+def step_compiler_options(mesh: Mesh) -> dict[str, str] | None:
+    """XLA options of the train step: the memory-optimized scheduler on CPU, nothing elsewhere."""
+    return dict(CPU_STEP_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == "cpu" else None
 
 
 class Trainer:
@@ -194,6 +277,13 @@ class Trainer:
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, repl),
             donate_argnums=0,
+            compiler_options=step_compiler_options(self.mesh),
+        )
+        self._eval_fn = jax.jit(
+            lambda p, w: train_window_losses(nnx.merge(graphdef, p), w),
+            in_shardings=(self.param_shardings, self.batch_sharding),
+            out_shardings=repl,
+            compiler_options=step_compiler_options(self.mesh),
         )
         self._schedule = lr_schedule(cfg)
 
@@ -271,12 +361,24 @@ class Trainer:
         return out
 
     def evaluate(self, ds: data.Dataset, n_windows: int | None = None) -> float:
-        """Loss on a fixed, evenly spaced set of eval windows (same windows every call)."""
+        """Loss on a fixed, evenly spaced set of eval windows (same windows every call), in the training
+        compute dtype: the run's metric. What verifiers compare is ``evaluate.Evaluator`` (float32)."""
         t, T = self.cfg.train, self.cfg.model.seq_len
         n_total = data.n_eval_windows(ds, T)
         k = min(n_total, n_windows or t.eval_batches * t.batch_size)
         idx = np.linspace(0, n_total - 1, k).astype(np.int64)
-        return eval_loss(self.model, data.eval_windows(ds, idx, T))
+        windows = data.eval_windows(ds, idx, T).astype(np.int32)
+        # in slices of the train batch, through the training loss: evaluating all k windows at once
+        # held k * T * vocab float32 logits (1.65 GB for gpt2-124m at batch 2), more than the step itself
+        bs, out = t.batch_size, []
+        for lo in range(0, k, bs):
+            part = windows[lo:lo + bs]
+            n = part.shape[0]
+            if n < bs:  # pad to the one compiled shape; the padding rows are dropped
+                part = np.concatenate([part, np.repeat(part[:1], bs - n, axis=0)])
+            placed = sharding.put_global(part, self.batch_sharding)
+            out.append(np.asarray(self._eval_fn(self.state["params"], placed), np.float32)[:n])
+        return float(np.float32(np.mean(np.concatenate(out), dtype=np.float64)))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def metadata(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
