@@ -71,7 +71,9 @@ def test_quantize_exponent_rule_and_exact_dequant(bits):
         exact = (c[: t.size] * np.repeat(np.ldexp(1.0, e.astype(np.int64)), G)[: t.size]).astype(np.float32)
         assert np.array_equal(d.reshape(-1), exact), f"seed={seed} {t.path}"
         step = np.repeat(np.ldexp(1.0, e.astype(np.int64)), G)[: t.size]
-        assert (np.abs(d.reshape(-1) - delta[t.path].reshape(-1)) < step).all(), f"seed={seed} {t.path}"
+        # within one step: stochastic rounding goes up with probability frac(x / step), so a draw of exactly 0
+        # (float32 uniforms: 2**-23 a value) rounds a tiny x up to a whole step, |d - x| = step in float32
+        assert (np.abs(d.reshape(-1) - delta[t.path].reshape(-1)) <= step).all(), f"seed={seed} {t.path}"
     zero = {k: jnp.zeros(v) for k, v in SHAPES.items()}  # the rule applied to zero gives the exact update back
     dq = quant.apply_update(zero, q, layout)
     assert all(np.array_equal(np.asarray(dq[k]), np.asarray(quant.flush(deq[k]))) for k in SHAPES)
