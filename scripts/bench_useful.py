@@ -28,6 +28,8 @@ def main() -> int:
     p.add_argument("--submit-window-ms", type=int, default=30_000,
                    help="submission window: long enough for both miners to join a round (default 30000)")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows per evaluation (default 256)")
+    p.add_argument("--baseline-to", choices=["all", "winning"], default="all",
+                   help="plain AdamW as far as all candidates' tokens (default) or the winning ones only")
     p.add_argument("--analyse-only", action="store_true",
                    help="no new blocks: measure the chain already in --work (and rerun plain AdamW)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the chain")

@@ -87,6 +87,22 @@ def replay(demo: Demo):  # noqa: ANN201 - a ChainView
     return ChainView(LocalClient(Chain(demo.d.node)))
 
 
+def miner_steps(logs: Path) -> dict[str, int]:
+    """Optimizer steps each miner ran, from its step events: blocks it submitted, and also those its own
+    check held back (abstained) or that lost, which the chain never sees but the miner paid for."""
+    out = {}
+    for f in sorted(logs.glob("miner-*.log")):
+        last = 0
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith('{"event": "step"'):
+                try:
+                    last = max(last, int(json.loads(line)["step"]))
+                except (json.JSONDecodeError, KeyError, ValueError):
+                    continue
+        out[f.stem] = last
+    return out
+
+
 def miner_outcomes(logs: Path) -> dict[tuple[int, int, str], dict]:
     """(height, round, header hash) -> the miner's outcome event (its ``seconds``), from the miners' logs."""
     out = {}
@@ -188,8 +204,12 @@ def analyse(demo: Demo, cfg: Config, held: HeldOut, console: Console) -> dict:
                              "parent_bpb": curve[-2]["bits_per_byte"]})
         console.print(f"height {r.height}: {point['bits_per_byte']:.4f} bits/byte after {win_tokens:,} winning "
                       f"tokens ({all_tokens:,} trained)")
-    return {"curve": curve, "rounds": rounds, "combined": combined,
-            "compute_confirmed_fraction": win_tokens / all_tokens if all_tokens else None}
+    steps_run = miner_steps(demo.d.logs)
+    trained = sum(steps_run.values()) * tokens_per_step
+    return {"curve": curve, "rounds": rounds, "combined": combined, "miner_steps": steps_run,
+            "tokens_trained_by_miners": trained,
+            "compute_confirmed_fraction": win_tokens / trained if trained else None,
+            "candidate_tokens_confirmed_fraction": win_tokens / all_tokens if all_tokens else None}
 
 
 def gap_at_equal_tokens(curve: list[dict], base: list[dict]) -> dict:
@@ -198,7 +218,7 @@ def gap_at_equal_tokens(curve: list[dict], base: list[dict]) -> dict:
     xs = [b["tokens"] for b in base]
     ys = [b["bits_per_byte"] for b in base]
     plain = float(np.interp(last["win_tokens"], xs, ys))
-    plain_all = float(np.interp(min(last["all_tokens"], xs[-1]), xs, ys))
+    plain_all = float(np.interp(last["all_tokens"], xs, ys)) if xs[-1] >= last["all_tokens"] else None
     return {"tokens": last["win_tokens"], "chain_bpb": last["bits_per_byte"], "plain_bpb": plain,
             "gap_relative": last["bits_per_byte"] / plain - 1, "plain_bpb_at_all_tokens": plain_all}
 
@@ -260,8 +280,12 @@ def markdown(res: dict) -> str:
              f"| held-out at the end, chain | {g['chain_bpb']:.4f} bits/byte |",
              f"| plain AdamW at the same {g['tokens']:,} tokens | {g['plain_bpb']:.4f} bits/byte |",
              f"| gap at equal winning tokens | {100 * g['gap_relative']:+.2f}% (target <= 2%) |",
-             f"| plain AdamW at all tokens the miners trained | {g['plain_bpb_at_all_tokens']:.4f} bits/byte |",
-             f"| miner compute in confirmed blocks | {100 * res['compute_confirmed_fraction']:.0f}% |"]
+             "| plain AdamW at all the candidates' tokens | " + (
+                 "not run (--baseline-to winning)" if g["plain_bpb_at_all_tokens"] is None
+                 else f"{g['plain_bpb_at_all_tokens']:.4f} bits/byte") + " |",
+             f"| miner compute in confirmed blocks | {100 * res['compute_confirmed_fraction']:.0f}% of the "
+             f"{res['tokens_trained_by_miners']:,} tokens the miners trained (steps {res['miner_steps']}); "
+             f"{100 * res['candidate_tokens_confirmed_fraction']:.0f}% of the candidates' tokens |"]
     if c:
         gain = np.mean([x["parent_bpb"] - x["together_bpb"] for x in c])
         win = np.mean([x["parent_bpb"] - x["winner_bpb"] for x in c])
@@ -297,8 +321,10 @@ def run(args, console: Console | None = None) -> dict:  # noqa: ANN001 - argpars
     held = HeldOut(cfg, ds, args.eval_windows)
     res = analyse(demo, cfg, held, console)
     genesis = replay(demo).confirmed(0).arrays
-    per_step = cfg.train.batch_size * cfg.model.seq_len  # as far as all tokens the miners trained
-    steps = max(res["curve"][-1]["all_tokens"], res["curve"][-1]["win_tokens"]) // per_step
+    per_step = cfg.train.batch_size * cfg.model.seq_len
+    last = res["curve"][-1]
+    steps = (last["win_tokens"] if args.baseline_to == "winning" else max(last["all_tokens"], last["win_tokens"])) \
+        // per_step
     res["plain_adamw"] = baseline(cfg, ds, genesis, steps, cfg.miner.block_steps, held, console)
     res["gap"] = gap_at_equal_tokens(res["curve"], res["plain_adamw"])
     res.update({"config": args.config, "vocab": ds.vocab_size, "blocks": args.blocks, "command": args.command,
