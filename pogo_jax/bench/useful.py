@@ -327,7 +327,8 @@ def run(args, console: Console | None = None) -> dict:  # noqa: ANN001 - argpars
         // per_step
     res["plain_adamw"] = baseline(cfg, ds, genesis, steps, cfg.miner.block_steps, held, console)
     res["gap"] = gap_at_equal_tokens(res["curve"], res["plain_adamw"])
-    res.update({"config": args.config, "vocab": ds.vocab_size, "blocks": args.blocks, "command": args.command,
+    res.update({"config": args.config, "vocab": ds.vocab_size, "blocks_asked": args.blocks,
+                "blocks_confirmed": sum(r["confirmed"] for r in res["rounds"]), "command": args.command,
                 "wall_s": time.perf_counter() - t0, "host": f"{platform.machine()}, {_cores()} cores",
                 "eval_windows": len(held.windows),
                 "bytes_per_token_eval": held.bytes_per_token})
