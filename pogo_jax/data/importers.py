@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,8 +155,23 @@ class Reader:
             return
         yield data.decode("utf-8")  # an empty text file still counts as read (byte datasets always did)
 
-    def _jsonl(self, e: Entry) -> Iterator[Item]:
+    def _records(self, e: Entry, values: Iterable[object], want: str, unit: str, why: str) -> Iterator[Item]:
+        """The string ``values`` of one JSONL or Parquet file (its records' text field), counting those that are
+        not strings (or hold NUL): a file without one good record is skipped, bad records are reported."""
         good = bad = 0
+        for text in values:
+            if not isinstance(text, str) or "\x00" in text:
+                bad += 1
+                continue
+            good += 1
+            if text:
+                yield text
+        if good == 0:
+            self._skip(e, f"no {want} {self.field!r} ({bad} bad {unit})")
+        elif bad:
+            self.on_skip(e.path, f"{bad} of {good + bad} {unit} skipped: {why} {self.field!r}")
+
+    def _jsonl(self, e: Entry) -> Iterator[Item]:
         try:
             f = open(e.path, "rb")  # noqa: SIM115 - closed below; lines are streamed
         except OSError as err:
@@ -164,25 +179,18 @@ class Reader:
                 raise UserError(f"cannot read '{e.path}': {err.strerror}") from None
             self._skip(e, f"unreadable ({err.strerror})")
             return
-        with f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except (ValueError, UnicodeDecodeError):
-                    rec = None
-                text = rec.get(self.field) if isinstance(rec, dict) else None
-                if not isinstance(text, str) or "\x00" in text:
-                    bad += 1
-                    continue
-                good += 1
-                if text:
-                    yield text
-        if good == 0:
-            self._skip(e, f"no JSON line with a string field {self.field!r} ({bad} bad lines)")
-        elif bad:
-            self.on_skip(e.path, f"{bad} of {good + bad} lines skipped: not JSON or no string field {self.field!r}")
+        def values() -> Iterator[object]:
+            with f:
+                for line in f:
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except (ValueError, UnicodeDecodeError):
+                        rec = None
+                    yield rec.get(self.field) if isinstance(rec, dict) else None
+
+        yield from self._records(e, values(), "JSON line with a string field", "lines", "not JSON or no string field")
 
     def _parquet(self, e: Entry) -> Iterator[Item]:
         try:
@@ -201,19 +209,9 @@ class Reader:
         if self.field not in names:
             self._skip(e, f"no column {self.field!r} (columns: {', '.join(names[:8])}); pass --text-field")
             return
-        good = bad = 0
-        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=[self.field]):
-            for text in batch.column(0).to_pylist():
-                if not isinstance(text, str) or "\x00" in text:
-                    bad += 1
-                    continue
-                good += 1
-                if text:
-                    yield text
-        if good == 0:
-            self._skip(e, f"no string value in column {self.field!r}")
-        elif bad:
-            self.on_skip(e.path, f"{bad} of {good + bad} rows skipped: {self.field!r} is not a string")
+        values = (text for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=[self.field])
+                  for text in batch.column(0).to_pylist())
+        yield from self._records(e, values, "string value in column", "rows", "not a string in column")
 
     def _bin(self, e: Entry) -> Iterator[Item]:
         if not self.allow_ids:
