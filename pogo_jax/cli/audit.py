@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep.to_obj()))
     else:
+        later = f" ({rep.unpublished} update(s) of the open submission window: not public yet)" \
+            if rep.unpublished else ""
         print(f"audited {rep.entries} log entries, {rep.rounds} finished rounds, {rep.blocks} confirmed blocks, "
-              f"{rep.blobs_checked} blobs, {rep.rechecks} objective re-checks: "
+              f"{rep.blobs_checked} blobs, {rep.rechecks} objective re-checks{later}: "
               f"{'no difference' if rep.clean else f'{len(rep.differences)} difference(s)'}")
         for d in rep.differences:
             print(f"  DIFFERENCE: {d}")
