@@ -119,6 +119,6 @@ class Witness:
                                 f"its log has {hashes[r.seq].hex()[:16]}... there (keep that file: it is the proof; "
                                 "pogo audit --receipts shows it)")
         self._taken = keep
-        if n:
+        if n and self.head != (n - 1, hashes[-1]):  # written when it moves (views refresh several times a second)
             self.head = (n - 1, hashes[-1])
             atomic_write_bytes(self.dir / "head.json", json.dumps({"seq": n - 1, "hash": hashes[-1].hex()}).encode())
