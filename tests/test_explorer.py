@@ -60,6 +60,7 @@ def test_a_hostile_string_in_a_record_is_escaped_everywhere_it_is_shown(tmp_path
     kit.run_round([kit.make(1)], accept(1, (2.5, 2.25)))  # the last round on the genesis dataset
     kit.run_round([kit.make(0)], accept(0, (4.0, 3.5)))  # judged on the hostile one
     html = render(kit.chain)
+    assert f'<code id="head">{kit.chain.state.last_hash.hex()}</code>' in html  # the head roles compare theirs with
     assert "<script>" not in html and "<img" not in html and "alert('pwned')" not in html
     escaped = "&lt;/text&gt;&lt;/svg&gt;&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"
     epochs = html.split('<table id="epochs">', 1)[1].split("</table>", 1)[0]

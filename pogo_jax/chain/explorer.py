@@ -44,6 +44,7 @@ class Snapshot:
 
     genesis: Genesis
     seq: int
+    head: bytes  # hash of the last log entry: what a participant's WORK/witness/head.json must be a prefix of
     tip_height: int
     budget_left: int
     shards_used: int  # of the open round's dataset
@@ -74,7 +75,8 @@ def snapshot(st: ChainState) -> Snapshot:
     """Call with the chain lock held. Costs the open round, the participants and the latest stake events
     (and a copy of the list of closed rounds: one pointer each), whatever the chain's length."""
     r = st.round
-    return Snapshot(st.genesis, st.seq, st.tip_height, st.budget_left, st.shards_used.get(r.data.manifest_hash, 0),
+    return Snapshot(st.genesis, st.seq, st.last_hash, st.tip_height, st.budget_left,
+                    st.shards_used.get(r.data.manifest_hash, 0),
                     tuple(st.history), _copy_round(r), tuple(st.epochs), len(st.pending_epochs),
                     dict(st.participants), dict(st.stakes), tuple(st.events[-EVENTS_SHOWN:]))
 
@@ -253,7 +255,8 @@ def render_snapshot(s: Snapshot, page: int = 1, refresh: bool = True) -> str:
     sealed = r.data.sealed.n if r.data.sealed else 0
     return _env().get_template("explorer.html").render(
         g=s.genesis, chain_short=s.genesis.chain_id[:12], node_short=_short(s.genesis.node_key), seq=s.seq,
-        tip=s.tip_height, open_round=r, open_outcome=round_outcome(r), shards_used=s.shards_used, shards=sealed,
+        tip=s.tip_height, head=s.head.hex(), open_round=r, open_outcome=round_outcome(r), shards_used=s.shards_used,
+        shards=sealed,
         waiting=r.phase == "waiting", budget_left=s.budget_left, pending_epochs=s.pending_epochs,
         chart=loss_chart(points, starts), epochs=epochs, rounds=rows, page=page, pages=pages,
         page_links=_page_links(page, pages), n_rounds=len(every), per_page=PAGE_ROUNDS,
