@@ -1,4 +1,4 @@
-"""Train the transformer on a dataset's tokens, bytes or BPE ids (sharded over all devices; resumes from DIR/checkpoints).
+"""Train the transformer on a dataset's tokens, bytes or BPE ids (sharded; resumes from DIR/checkpoints).
 
   pogo train --config configs/tiny.toml [--out DIR] [--set model.n_layers=4 ...] [--data FILE] [--steps N]
 
