@@ -31,13 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "scripts"))
 
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_node import rss_mb  # noqa: E402 - the node's memory, as the node benchmark reads it
 
 
 def proof_window_chain(tmp: Path):  # noqa: ANN201 - (kit, honest bundle bytes, fake bundle bytes)

@@ -225,6 +225,18 @@ def _log_skip(path: Path, why: str) -> None:
 _ENCODE_CHARS = 1 << 23  # text buffered per tokenizer call (about 8 MB)
 
 
+def _counting(entries: Sequence, on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    """A reader's progress callback: bytes read so far, out of the inputs' total, passed to ``on_progress``."""
+    total, done = sum(e.size for e in entries), [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if on_progress is not None:
+            on_progress(done[0], total)
+
+    return progress
+
+
 def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT_SHARD_SIZE,
          eval_fraction: float = DEFAULT_EVAL_FRACTION, seal_spec: SealSpec | None = None,
          tokenizer: str | Path | None = None, text_field: str = "text",
@@ -248,13 +260,7 @@ def pack(paths: Sequence[str | Path], out: str | Path, shard_size: int = DEFAULT
     tok = None if tokenizer is None else load_tokenizer(tokenizer)
     encoder = None if tok is None else Encoder(tok, f"tokenizer file '{tokenizer}'")
     entries = importers.collect(paths)
-    total, done = sum(e.size for e in entries), [0]
-
-    def progress(n: int) -> None:
-        done[0] += n
-        if on_progress is not None:
-            on_progress(done[0], total)
-
+    progress = _counting(entries, on_progress)
     reader = importers.Reader(entries, text_field, None if tok is None else tok.vocab_size, on_skip or _log_skip,
                               progress)
     spool = _Spool(out, np.uint8 if tok is None else sealed_shards.token_dtype(width_for(tok.vocab_size)))
@@ -294,14 +300,8 @@ def train_tokenizer(paths: Sequence[str | Path], vocab: int, out: str | Path, te
     from pogo_jax.data.tokenizer import train_tokenizer as train
 
     entries = importers.collect(paths)
-    total, done = sum(e.size for e in entries), [0]
-
-    def progress(n: int) -> None:
-        done[0] += n
-        if on_progress is not None:
-            on_progress(done[0], total)
-
-    reader = importers.Reader(entries, text_field, None, on_skip or _log_skip, progress, allow_ids=False)
+    reader = importers.Reader(entries, text_field, None, on_skip or _log_skip, _counting(entries, on_progress),
+                              allow_ids=False)
     return train(iter(reader), vocab, out)
 
 
