@@ -124,12 +124,14 @@ class MinerConfig:
     block_steps: int = 50  # optimizer steps per block
     quant_mode: str = "block"  # "block": quantize the block's net delta; "step": every step too
     error_feedback: bool = True
-    # Before submitting, the miner estimates its block's improvement on windows of its own choosing and
-    # trains another block from the tip (up to max_tries) while it is under self_check_margin x delta:
-    # a block under delta is slashed, honest or not. 0 windows: submit whatever the block gives.
+    # Before submitting, the miner estimates its block's improvement on windows of its own choosing and,
+    # while it is under self_check_margin x delta (up to max_tries), either extends the block by another
+    # block_steps ("extend": the block grows as the loss flattens) or trains a new block from the tip
+    # ("retrain"): a block under delta is slashed, honest or not. 0 windows: submit whatever it gives.
     self_check_windows: int = 16
     self_check_margin: float = 2.0
     max_tries: int = 3
+    short_block: str = "extend"
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,7 @@ def validate(cfg: Config) -> None:
         (p.self_check_windows >= 0, "miner.self_check_windows must be >= 0 (0 turns the self-check off)"),
         (p.self_check_margin >= 0, "miner.self_check_margin must be >= 0"),
         (p.max_tries >= 1, "miner.max_tries must be >= 1"),
+        (p.short_block in ("extend", "retrain"), "miner.short_block must be 'extend' or 'retrain'"),
         (cfg.demo.verifiers >= 1 and 0 <= cfg.demo.full <= cfg.demo.verifiers,
          "demo.verifiers must be >= 1 and demo.full in [0, demo.verifiers]"),
         (cfg.demo.stake > 0 and cfg.demo.blocks >= 0, "demo.stake must be > 0 and demo.blocks >= 0"),

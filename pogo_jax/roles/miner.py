@@ -288,14 +288,20 @@ class Miner:
         ds = self.ds
         t["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        steps, delta = self.cfg.miner.block_steps, float(ctx.rules.delta)
-        tries = max(1, self.cfg.miner.max_tries)
+        mc = self.cfg.miner
+        steps, delta, extend = mc.block_steps, float(ctx.rules.delta), mc.short_block == "extend"
+        tries = max(1, mc.max_tries)
+        tip_theta, tip_quant = b.theta, b.state  # the block is measured from the tip whatever it grows to
+        losses: list[float] = []
         for attempt in range(tries):
-            if attempt:  # the last block fell short: train another one from the tip, on the next batches
-                self.events({"event": "retraining", "height": ctx.height, "round": ctx.round, "attempt": attempt + 1,
-                             "estimated_improvement": self._estimate})
-                b.set_theta(arrays)
-            losses = self.hooks.train(self, steps, on_step)
+            if attempt:  # the last try fell short: grow the block, or train a new one from the tip
+                self.events({"event": "extending" if extend else "retraining", "height": ctx.height,
+                             "round": ctx.round, "attempt": attempt + 1, "estimated_improvement": self._estimate})
+                if extend:  # keep training from where the last try stopped; quantize the whole from the tip
+                    b.theta, b.state = tip_theta, tip_quant
+                else:
+                    b.set_theta(arrays)
+            losses = (losses if extend else []) + list(self.hooks.train(self, steps, on_step))
             t["train"] = t.get("train", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             q = quant.last_codes(b.state)
@@ -312,10 +318,12 @@ class Miner:
                 break
         else:
             self.theta_root = b""  # the trainer holds a rejected block: reset to the tip next time
-            mc = self.cfg.miner
-            raise Abstained(f"{tries} block(s) of {steps} steps fell short of {delta * mc.self_check_margin:.4f} nats "
+            tried = (f"a block extended to {tries * steps} steps" if extend
+                     else f"{tries} block(s) of {steps} steps")
+            raise Abstained(f"{tried} fell short of {delta * mc.self_check_margin:.4f} nats "
                             f"({mc.self_check_margin:g} x delta) on {mc.self_check_windows} evaluation windows "
                             f"(the last: {self._estimate:.4f}): not submitting a block the chain would slash")
+        steps = steps * (attempt + 1) if extend else steps
         del ds
         digests = state_digests(b.theta if out_theta is theta_next else out_theta, self.layout)
         if out_theta is not theta_next:  # a hook changed what is committed: the trainer continues from that
@@ -527,9 +535,11 @@ def round_length_s(rules) -> float:  # noqa: ANN001 - ChainRules
 def abstain_hint(cfg: Config, delta: float) -> str:
     """What a miner whose blocks keep falling short can change (said once, not at every abstention)."""
     mc, lr = cfg.miner, cfg.optim.lr
+    grow = (f"let a block grow further (--set miner.max_tries={2 * mc.max_tries}, now {mc.max_tries} x "
+            f"{mc.block_steps} steps)" if mc.short_block == "extend" else
+            f"train more per block (--set miner.short_block=extend, or miner.block_steps={2 * mc.block_steps})")
     return (f"hint: blocks keep falling short of the self-check ({mc.self_check_margin:g} x the chain's delta "
-            f"{delta:g} nats): train more per block (--set miner.block_steps={2 * mc.block_steps}, now "
-            f"{mc.block_steps}) or with a larger learning rate (--set optim.lr={2 * lr:g}, now {lr:g}); the "
+            f"{delta:g} nats): {grow} or use a larger learning rate (--set optim.lr={2 * lr:g}, now {lr:g}); the "
             f"delta itself is the chain's (set at pogo init); a smaller miner.self_check_margin risks stake")
 
 
