@@ -1,6 +1,6 @@
 """The usefulness tax of a PoGO chain against plain training (issue 23): see pogo_jax/bench/useful.py.
 
-    PYTHONPATH=. python scripts/bench_useful.py                 # small-bpe, 20 blocks (~1 h on 2 CPU cores)
+    PYTHONPATH=. python scripts/bench_useful.py                 # small-bpe, 20 blocks (~70 min on 2 CPU cores)
     PYTHONPATH=. python scripts/bench_useful.py --blocks 2 --out runs/useful-quick   # a dry run
 
 Writes useful.{json,md,png} under --out (default benchmarks/results); the chain, its logs and the dataset stay
@@ -20,7 +20,9 @@ from pogo_jax.errors import UserError
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="small-bpe", help="model and rules (default small-bpe)")
-    p.add_argument("--blocks", type=int, default=20, help="confirmed blocks to run (default 20)")
+    p.add_argument("--blocks", type=int, default=20,
+                   help="run until the chain holds this many confirmed blocks (default 20); a chain already in "
+                        "--work is resumed")
     p.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary to train (default 4096)")
     p.add_argument("--corpus", nargs="*", default=[], help="text files/folders/JSONL (default: the embedded corpus)")
     p.add_argument("--work", default="runs/bench-useful", help="chain, logs, tokenizer and dataset")
@@ -28,11 +30,12 @@ def main() -> int:
     p.add_argument("--submit-window-ms", type=int, default=30_000,
                    help="submission window: long enough for both miners to join a round (default 30000)")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows per evaluation (default 256)")
-    p.add_argument("--baseline-to", choices=["all", "winning"], default="all",
-                   help="plain AdamW as far as all candidates' tokens (default) or the winning ones only")
+    p.add_argument("--baseline-to", choices=["all", "winning"], default="winning",
+                   help="plain AdamW as far as the winning tokens (default) or all candidates' (about twice as long)")
     p.add_argument("--analyse-only", action="store_true",
                    help="no new blocks: measure the chain already in --work (and rerun plain AdamW)")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the chain")
+    p.add_argument("--timeout", type=float, default=5400.0,
+                   help="seconds to wait for the chain (default 5400); then what it confirmed is measured")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     args = p.parse_args()
     args.command = "PYTHONPATH=. python scripts/bench_useful.py " + shlex.join(sys.argv[1:])
