@@ -130,7 +130,7 @@ def test_a_stuck_miner_backs_off_counts_and_hints_once() -> None:
     gaps = np.diff(tries)
     assert list(gaps[:5]) == [1, 2, 4, 8, 10] and max(gaps) == 10  # the round's length: 2 + 3 + 4 + 1 s
     hints = [x for x in lines if x.startswith("hint:")]
-    assert len(hints) == 1 and "miner.block_steps=40" in hints[0] and "optim.lr=" in hints[0] and "delta" in hints[0]
+    assert len(hints) == 1 and "miner.max_tries=6" in hints[0] and "optim.lr=" in hints[0] and "delta" in hints[0]
     outs = [json.loads(x) for x in lines if x.startswith("{")]
     assert [o["abstentions_in_a_row"] for o in outs if o["status"] == "abstained"] == [1, 2, 4, 8, 16, 32]
     assert outs[-1]["status"] == "confirmed" and outs[-1]["abstained_before"] == 40
