@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,50 +95,41 @@ def replay(demo: Demo):  # noqa: ANN201 - a ChainView
     return ChainView(LocalClient(Chain(demo.d.node)))
 
 
+def miner_log_events(logs: Path) -> Iterator[tuple[str, dict]]:
+    """(miner, event) for every JSON event line of the miners' logs, in order; other lines are skipped."""
+    for f in sorted(logs.glob("miner-*.log")):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith('{"event": '):
+                try:
+                    yield f.stem, json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
 def miner_steps(logs: Path) -> dict[str, int]:
     """Optimizer steps each miner ran, from its step events: blocks it submitted, and also those its own
     check held back (abstained) or that lost, which the chain never sees but the miner paid for."""
-    out = {}
-    for f in sorted(logs.glob("miner-*.log")):
-        last = 0
-        for line in f.read_text(errors="replace").splitlines():
-            if line.startswith('{"event": "step"'):
-                try:
-                    last = max(last, int(json.loads(line)["step"]))
-                except (json.JSONDecodeError, KeyError, ValueError):
-                    continue
-        out[f.stem] = last
-    return out
+    out = {f.stem: 0 for f in logs.glob("miner-*.log")}
+    for who, ev in miner_log_events(logs):
+        if ev["event"] == "step" and isinstance(ev.get("step"), int):
+            out[who] = max(out[who], ev["step"])
+    return dict(sorted(out.items()))
 
 
 def miner_events(logs: Path) -> dict[str, int]:
     """How often the miners trained a block, grew or retrained one that fell short of their own check,
     abstained, and submitted, from their event lines."""
-    kinds = ("training", "extending", "retraining", "abstained", "submitted")
-    out = dict.fromkeys(kinds, 0)
-    for f in sorted(logs.glob("miner-*.log")):
-        for line in f.read_text(errors="replace").splitlines():
-            if line.startswith('{"event": "'):
-                kind = line[11:line.find('"', 11)]
-                if kind in out:
-                    out[kind] += 1
+    out = dict.fromkeys(("training", "extending", "retraining", "abstained", "submitted"), 0)
+    for _, ev in miner_log_events(logs):
+        if ev["event"] in out:
+            out[ev["event"]] += 1
     return out
 
 
 def miner_outcomes(logs: Path) -> dict[tuple[int, int, str], dict]:
     """(height, round, header hash) -> the miner's outcome event (its ``seconds``), from the miners' logs."""
-    out = {}
-    for f in sorted(logs.glob("miner-*.log")):
-        for line in f.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if ev.get("event") == "outcome" and ev.get("header_hash"):
-                out[(ev["height"], ev["round"], ev["header_hash"])] = ev
-    return out
+    return {(ev["height"], ev["round"], ev["header_hash"]): ev for _, ev in miner_log_events(logs)
+            if ev["event"] == "outcome" and ev.get("header_hash")}
 
 
 class HeldOut:
