@@ -2,7 +2,9 @@
 
 One run, all on loopback: a byte-level BPE trained on the corpus, a token dataset with sealed shards, a beacon,
 a node, two honest miners competing for each block and three full verifiers (v3 rules), until ``blocks``
-blocks are confirmed. Then, from the chain's own log (the bench's replay, never a role's word):
+blocks are confirmed. Then, from the bench's own replay of the chain's log (losses re-measured, never a role's
+word; only token counts come from the miners' signed ``train.steps`` and timings and compute from their logs,
+which is sound here because the bench runs both honest miners itself; no consensus rule reads either):
 
 - held-out loss of every confirmed state (bits per byte of the held-out split's text; nats per token beside
   it) against the tokens trained by the winning miners and against all tokens trained by all miners;
@@ -12,7 +14,7 @@ blocks are confirmed. Then, from the chain's own log (the bench's replay, never 
   the verifiers' window (proof close to commit close: they fetch, rebuild and evaluate) and finalization
   (commit close to finalize: reveals, re-checks);
 - the fraction of miner compute that ends in confirmed blocks, and the estimate of what applying every valid
-  candidate of a round together would have given (the sum of their measured updates on the round's parent).
+  candidate of a round together would have given (the sum, and the mean, of their updates on the round's parent).
 
 ``scripts/bench_useful.py`` is the command; it writes ``useful.{json,md,png}``.
 """
